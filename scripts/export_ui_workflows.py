@@ -1,0 +1,47 @@
+"""Write the UI-format twin of every ``workflows/*.api.json`` through the real frontend.
+
+The frontend's own ``app.loadApiJson`` builds the graph and ``app.graph.serialize()``
+writes it, so the UI files are exactly what an artist's ComfyUI would save.
+
+    .venv/bin/python scripts/export_ui_workflows.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from comfyui_hdr.harness import comfyui
+from comfyui_hdr.harness.browser import comfy_page
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+
+SERIALIZE_JS = """
+async ([api, name]) => {
+  await app.loadApiJson(api, name);
+  app.graph.arrange?.(80);
+  // Through JSON so undefined fields are dropped (the frontend's schema refuses nulls).
+  return JSON.parse(JSON.stringify(app.graph.serialize()));
+}
+"""
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as base:
+        server = comfyui.start(Path(base))
+        try:
+            with comfy_page(server.url) as page:
+                for api_file in sorted(WORKFLOWS.glob("*.api.json")):
+                    name = api_file.name.removesuffix(".api.json")
+                    graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name])
+                    (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
+                    print(f"wrote workflows/{name}.json")
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Debian packages the tests use as oracles and for the browser: chromium (headless UI tests)
+# and openexr (exrheader). Installs only what is missing; needs root (or sudo).
+set -euo pipefail
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v exrheader >/dev/null 2>&1 || missing+=(openexr)
+[ ${#missing[@]} -eq 0 ] && exit 0
+run() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+echo "installing Debian packages: ${missing[*]}"
+run apt-get update -qq
+DEBIAN_FRONTEND=noninteractive run apt-get install -y -qq "${missing[@]}" >/dev/null
