@@ -48,3 +48,20 @@ def comfy_client(comfy_server) -> ComfyClient:
 @pytest.fixture(scope="session")
 def object_info(comfy_client) -> dict:
     return comfy_client.object_info()
+
+
+@pytest.fixture(scope="session")
+def chart_plates(comfy_server):
+    """A 3-frame float EXR sequence in the server's input folder: plates/chart_0000N_.exr,
+    the test chart at sun 8, 9 and 10 stops (what workflows/exr_sequence_* reads)."""
+    import numpy as np
+
+    from comfyui_hdr.hdr import charts, exr
+
+    plates = comfy_server.input_dir / "plates"
+    frames = np.stack([charts.test_chart(width=128, height=72, sun_stops=stops).numpy()
+                       for stops in (8.0, 9.0, 10.0)])
+    if not plates.exists():
+        plates.mkdir()
+        exr.write_exr_sequence(plates, "chart", frames, start_frame=1, pixel_type="float")
+    return frames

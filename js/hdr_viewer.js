@@ -1,0 +1,354 @@
+// The HDR viewer: on every node whose executed message carries `hdr_view` (Preview HDR,
+// Save EXR, OCIO Display Preview), a widget that shows the real float image (WebGL2, half
+// floats), with exposure in stops, false colour, a histogram in stops, clip and NaN/Inf
+// markers and an A/B wipe against the node's SDR PNG.
+//
+// Test hook: `node.hdrViewer` (see `HdrViewer.hook`): setExposure(stops), setMode(mode),
+// setClipMarkers(on), setNonFiniteMarkers(on), setWipe(fraction | null),
+// readPixel(x, y) -> displayed [r, g, b, a] at image pixel (x, y), stats, entry, renderer.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { analyse, countClipped, parseNpy } from "./hdr_viewer_data.js";
+import { HdrRenderer } from "./hdr_viewer_gl.js";
+import { drawHistogram } from "./hdr_viewer_histogram.js";
+import {
+  CLIP_COLOUR, EXPOSURE_RANGE, FALSE_COLOUR, MID_GREY, NONFINITE_COLOUR, REC709_LUMA,
+  VIEW_TRANSFORM, css,
+} from "./hdr_viewer_palette.js";
+import { STYLE } from "./hdr_viewer_style.js";
+
+const WIDGET_NAME = "hdr_viewer";
+const CHROME_HEIGHT = 196; // toolbar rows, histogram, status line and gaps, in CSS pixels
+const IMAGE_HEIGHT = { min: 140, max: 560 };
+const NODE_WIDTH = 560;
+
+function element(tag, className, properties = {}) {
+  const node = Object.assign(document.createElement(tag), properties);
+  if (className) node.className = className;
+  return node;
+}
+
+function injectStyle() {
+  if (document.getElementById("comfyui-hdr-viewer-style")) return;
+  document.head.append(element("style", "", { id: "comfyui-hdr-viewer-style",
+                                              textContent: STYLE }));
+}
+
+const viewURL = ({ filename, subfolder, type }) =>
+  api.apiURL(`/view?${new URLSearchParams({ filename, subfolder, type })}`);
+
+async function fetchOk(url) {
+  const response = await fetch(url, { cache: "no-store" });
+  if (!response.ok) throw new Error(`GET ${url}: HTTP ${response.status}`);
+  return response;
+}
+
+const signed = (value, digits = 1) => `${value >= 0 ? "+" : "\u2212"}${Math.abs(value).toFixed(digits)}`;
+
+class HdrViewer {
+  constructor(node) {
+    this.node = node;
+    this.state = { exposure: 0, mode: "image", showClip: false, showNonFinite: true, wipe: null };
+    this.entries = [];
+    this.frame = null;
+    this.loads = 0;
+    this.build();
+    try {
+      this.renderer = new HdrRenderer(this.canvas);
+    } catch (error) {
+      this.renderer = null;
+      this.status.textContent = `${error.message}: the float image cannot be shown.`;
+    }
+  }
+
+  build() {
+    injectStyle();
+    const root = (this.root = element("div", "hdrv"));
+    root.title = "";
+    const bar = element("div", "hdrv-bar");
+    this.exposure = element("input", "hdrv-exposure", {
+      type: "range", min: EXPOSURE_RANGE.min, max: EXPOSURE_RANGE.max, step: EXPOSURE_RANGE.step,
+      value: 0, title: `Exposure in stops (double-click: 0).\n${VIEW_TRANSFORM}`,
+    });
+    this.exposureText = element("span", "hdrv-value");
+    this.mode = element("select", "hdrv-mode", { title: "Image: the view transform below. " +
+      "False colour: one colour per stop of luminance (Rec.709) relative to 0.18." });
+    this.mode.append(new Option("Image (sRGB)", "image"),
+                     new Option("False colour (stops)", "falsecolour"));
+    this.entryChoice = element("select", "hdrv-entry", { hidden: true });
+    const info = element("span", "hdrv-info", { textContent: "\u24D8", title: VIEW_TRANSFORM });
+    bar.append(element("span", "hdrv-label", { textContent: "Exposure" }), this.exposure,
+               this.exposureText, this.mode, this.entryChoice, info);
+
+    const toggles = element("div", "hdrv-bar");
+    this.clip = this.toggle(toggles, "clip", "Mark pixels with a channel above display white " +
+                            "(1.0 after exposure)", CLIP_COLOUR);
+    this.nonFinite = this.toggle(toggles, "NaN/Inf", "Mark NaN and \u00B1Inf pixels",
+                                 NONFINITE_COLOUR);
+    this.wipeToggle = this.toggle(toggles, "A/B wipe", "Left: this HDR view (A). Right: the " +
+                                  "node's SDR PNG (B). Drag on the image to move the split.");
+    this.wipe = element("input", "hdrv-wipe", { type: "range", min: 0, max: 1, step: 0.001,
+                                                value: 0.5, disabled: true });
+    toggles.append(this.wipe);
+
+    this.stage = element("div", "hdrv-stage");
+    this.frameBox = element("div", "hdrv-frame");
+    this.canvas = element("canvas", "hdrv-image");
+    this.split = element("div", "hdrv-split", { hidden: true });
+    this.split.append(element("span", "hdrv-tag hdrv-tag-a", { textContent: "A  HDR" }),
+                      element("span", "hdrv-tag hdrv-tag-b", { textContent: "B  SDR PNG" }));
+    this.frameBox.append(this.canvas, this.split);
+    this.stage.append(this.frameBox);
+    this.histogram = element("canvas", "hdrv-histogram", {
+      title: "Luminance (Rec.709) in stops relative to 0.18, after the viewer exposure; the " +
+             "strip is the false-colour key.",
+    });
+    const footer = element("div", "hdrv-status");
+    this.status = element("span", "", { textContent: "waiting for a run\u2026" });
+    this.readout = element("span", "hdrv-readout");
+    footer.append(this.status, this.readout);
+    root.append(bar, toggles, this.stage, this.histogram, footer);
+
+    this.nonFinite.checked = this.state.showNonFinite;
+    this.listen();
+    new ResizeObserver(() => this.layout()).observe(this.stage);
+  }
+
+  toggle(parent, text, title, rgb) {
+    const label = element("label", "hdrv-toggle", { title });
+    const box = element("input", "", { type: "checkbox" });
+    label.append(box);
+    if (rgb) label.append(element("i", "hdrv-swatch", { style: `background: ${css(rgb)}` }));
+    label.append(text);
+    parent.append(label);
+    return box;
+  }
+
+  listen() {
+    this.root.addEventListener("keydown", (event) => event.stopPropagation());
+    this.exposure.addEventListener("input", () => this.setExposure(Number(this.exposure.value)));
+    this.exposure.addEventListener("dblclick", () => this.setExposure(0));
+    this.mode.addEventListener("change", () => this.setMode(this.mode.value));
+    this.clip.addEventListener("change", () => this.set({ showClip: this.clip.checked }));
+    this.nonFinite.addEventListener("change",
+                                    () => this.set({ showNonFinite: this.nonFinite.checked }));
+    this.wipeToggle.addEventListener("change", () => this.setWipe(
+      this.wipeToggle.checked ? Number(this.wipe.value) : null));
+    this.wipe.addEventListener("input", () => this.setWipe(Number(this.wipe.value)));
+    this.entryChoice.addEventListener("change",
+                                      () => this.load(this.entries[this.entryChoice.value]));
+    let dragging = false;
+    const dragTo = (event) => {
+      const rect = this.canvas.getBoundingClientRect();
+      this.setWipe(Math.min(1, Math.max(0, (event.clientX - rect.left) / rect.width)));
+    };
+    this.stage.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0 || this.state.wipe === null) return;
+      event.stopPropagation();
+      dragging = true;
+      this.stage.setPointerCapture(event.pointerId);
+      dragTo(event);
+    });
+    this.stage.addEventListener("pointermove", (event) => {
+      if (dragging) dragTo(event);
+      this.showReadout(event);
+    });
+    this.stage.addEventListener("pointerup", () => { dragging = false; });
+    this.stage.addEventListener("pointerleave", () => { this.readout.textContent = ""; });
+  }
+
+  /** Show the entries of an `hdr_view` message (the first one; a menu when there are more). */
+  show(entries) {
+    this.entries = entries;
+    this.entryChoice.replaceChildren(...entries.map((entry, index) =>
+      new Option(entry.label || entry.float.filename, index)));
+    this.entryChoice.hidden = entries.length < 2;
+    return this.load(entries[0]);
+  }
+
+  async load(entry) {
+    const load = ++this.loads;
+    this.status.textContent = "loading\u2026";
+    try {
+      const [npy, png] = await Promise.all([fetchOk(viewURL(entry.float)),
+                                            fetchOk(viewURL(entry.sdr))]);
+      const proxy = parseNpy(await npy.arrayBuffer());
+      const sdr = await createImageBitmap(await png.blob(), {
+        colorSpaceConversion: "none", premultiplyAlpha: "none",
+      });
+      if (sdr.width !== proxy.width || sdr.height !== proxy.height) {
+        throw new Error(`SDR PNG is ${sdr.width}x${sdr.height}, the float proxy ` +
+                        `${proxy.width}x${proxy.height}`);
+      }
+      const frame = analyse(proxy);
+      if (load !== this.loads) return;
+      if (!this.renderer) throw new Error("WebGL2 is not available in this browser");
+      this.renderer.upload(proxy.width, proxy.height, frame.texture, frame.nonFinite, sdr);
+      sdr.close();
+      this.entry = entry;
+      this.frame = frame;
+      this.layout();
+      this.render();
+    } catch (error) {
+      if (load === this.loads) this.status.textContent = `HDR viewer: ${error.message}`;
+      throw error;
+    }
+  }
+
+  set(changes) {
+    Object.assign(this.state, changes);
+    this.render();
+  }
+
+  setExposure(stops) {
+    const value = Math.min(EXPOSURE_RANGE.max, Math.max(EXPOSURE_RANGE.min, Number(stops)));
+    this.exposure.value = value;
+    this.set({ exposure: value });
+  }
+
+  setMode(mode) {
+    if (mode !== "image" && mode !== "falsecolour") {
+      throw new Error(`mode must be 'image' or 'falsecolour', got ${mode}`);
+    }
+    this.mode.value = mode;
+    this.set({ mode });
+  }
+
+  setWipe(fraction) {
+    const wipe = fraction === null ? null : Math.min(1, Math.max(0, Number(fraction)));
+    this.wipeToggle.checked = wipe !== null;
+    this.wipe.disabled = wipe === null;
+    if (wipe !== null) this.wipe.value = wipe;
+    this.set({ wipe });
+  }
+
+  wipeColumn() {
+    const { width } = this.frame.stats;
+    return this.state.wipe === null ? width : Math.round(this.state.wipe * width);
+  }
+
+  render() {
+    this.exposureText.textContent = `${signed(this.state.exposure)} st`;
+    if (!this.frame) return;
+    const { stats } = this.frame;
+    stats.exposure = this.state.exposure;
+    stats.clipped = countClipped(this.frame.sortedMaxChannel, this.state.exposure);
+    const wipeColumn = this.wipeColumn();
+    this.renderer.draw({ ...this.state, wipeColumn });
+    this.split.hidden = this.state.wipe === null;
+    this.split.style.left = `${(100 * wipeColumn) / stats.width}%`;
+    drawHistogram(this.histogram, stats, this.state);
+    const pixels = stats.width * stats.height;
+    const parts = [`${stats.width}\u00D7${stats.height} half`,
+                   `clipped ${((100 * stats.clipped) / pixels).toFixed(1)}%`,
+                   stats.peakStops === null ? "no light" : `peak ${signed(stats.peakStops)} st`];
+    const bad = [["NaN", stats.nan], ["+Inf", stats.posInf], ["\u2212Inf", stats.negInf]]
+      .filter(([, count]) => count).map(([name, count]) => `${name} ${count}`);
+    if (stats.negative) bad.push(`negative ${stats.negative}`);
+    this.status.textContent = parts.join(" \u00B7 ");
+    if (bad.length) {
+      this.status.append(" \u00B7 ", element("b", "hdrv-bad", { textContent: bad.join(" ") }));
+    }
+  }
+
+  layout() {
+    if (!this.frame) return;
+    const { width, height } = this.frame.stats;
+    const scale = Math.min(this.stage.clientWidth / width, this.stage.clientHeight / height);
+    if (!(scale > 0)) return;
+    this.frameBox.style.width = `${Math.floor(width * scale)}px`;
+    this.frameBox.style.height = `${Math.floor(height * scale)}px`;
+    this.canvas.style.imageRendering = scale >= 2 ? "pixelated" : "auto";
+    drawHistogram(this.histogram, this.frame.stats, this.state);
+  }
+
+  /** The widget's height for the node's width: the whole image, within IMAGE_HEIGHT. */
+  preferredHeight() {
+    if (!this.frame) return CHROME_HEIGHT + IMAGE_HEIGHT.min;
+    const { width, height } = this.frame.stats;
+    const imageHeight = ((this.node.size[0] - 20) * height) / width;
+    return CHROME_HEIGHT + Math.min(IMAGE_HEIGHT.max, Math.max(IMAGE_HEIGHT.min, imageHeight));
+  }
+
+  showReadout(event) {
+    if (!this.frame) return;
+    const rect = this.canvas.getBoundingClientRect();
+    const { width, height } = this.frame.stats;
+    const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
+    const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
+    if (x < 0 || y < 0 || x >= width || y >= height) {
+      this.readout.textContent = "";
+      return;
+    }
+    const rgb = this.frame.scene.subarray(3 * (y * width + x), 3 * (y * width + x) + 3);
+    const luminance = rgb.reduce((sum, value, c) => sum + REC709_LUMA[c] * value, 0);
+    const stops = luminance > 0 ? `${signed(Math.log2(luminance / MID_GREY), 2)} st` : "no light";
+    this.readout.textContent = `${x},${y}  ${Array.from(rgb, (v) => v.toPrecision(4)).join(" ")}` +
+                               `  ${stops}`;
+  }
+
+  readPixel(x, y) {
+    this.render();
+    return this.renderer.readPixel(x, y);
+  }
+
+  release() {
+    this.renderer?.release();
+  }
+
+  /** The small API the browser tests (and curious users in the console) drive. */
+  get hook() {
+    const viewer = this;
+    return {
+      get renderer() { return viewer.renderer ? "webgl2" : null; },
+      get stats() { return viewer.frame?.stats ?? null; },
+      get entry() { return viewer.entry ?? null; },
+      get state() { return { ...viewer.state }; },
+      falseColour: FALSE_COLOUR,
+      element: viewer.root,
+      setExposure: (stops) => viewer.setExposure(stops),
+      setMode: (mode) => viewer.setMode(mode),
+      setClipMarkers: (on) => { viewer.clip.checked = on; viewer.set({ showClip: on }); },
+      setNonFiniteMarkers: (on) => {
+        viewer.nonFinite.checked = on;
+        viewer.set({ showNonFinite: on });
+      },
+      setWipe: (fraction) => viewer.setWipe(fraction),
+      readPixel: (x, y) => viewer.readPixel(x, y),
+    };
+  }
+}
+
+function showHdrView(node, entries) {
+  let viewer = node.hdrViewerInstance;
+  if (!viewer) {
+    viewer = node.hdrViewerInstance = new HdrViewer(node);
+    node.addDOMWidget(WIDGET_NAME, "hdr_viewer", viewer.root, {
+      serialize: false, hideOnZoom: false, getMinHeight: () => viewer.preferredHeight(),
+    });
+    node.hdrViewer = viewer.hook;
+    const onRemoved = node.onRemoved;
+    node.onRemoved = function () {
+      viewer.release();
+      return onRemoved?.apply(this, arguments);
+    };
+  }
+  viewer.show(entries).then(() => {
+    const width = Math.max(node.size[0], NODE_WIDTH);
+    node.setSize([width, node.computeSize([width, node.size[1]])[1]]);
+    node.setDirtyCanvas(true, true);
+  }, () => node.setDirtyCanvas(true, true));
+}
+
+app.registerExtension({
+  name: "comfyui_hdr.hdr_viewer",
+  async beforeRegisterNodeDef(nodeType) {
+    // By message, not by node name: every node that sends `hdr_view` gets the viewer.
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (message) {
+      onExecuted?.apply(this, arguments);
+      if (message?.hdr_view?.length) showHdrView(this, message.hdr_view);
+    };
+  },
+});

@@ -1,0 +1,11 @@
+"""ComfyUI node classes: thin wrappers over ``hdr/``. One module per family."""
+
+from . import analysis, charts, colour, exr_io, ocio_nodes, raw_io, viewer
+
+_FAMILIES = (charts, colour, ocio_nodes, analysis, viewer, exr_io, raw_io)
+
+NODE_CLASS_MAPPINGS: dict = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict = {}
+for _family in _FAMILIES:
+    NODE_CLASS_MAPPINGS.update(_family.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_family.NODE_DISPLAY_NAME_MAPPINGS)

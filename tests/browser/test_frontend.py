@@ -1,0 +1,96 @@
+"""The pack in the real ComfyUI frontend, driven by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import comfyui_hdr
+from comfyui_hdr.harness.browser import WAIT_FOR_RUN_JS, comfy_page, graph_to_api_prompt
+
+pytestmark = pytest.mark.browser
+
+WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
+
+
+@pytest.fixture(scope="module")
+def page(comfy_server):
+    with comfy_page(comfy_server.url) as page:
+        yield page
+
+
+def _inputs_without_links(prompt: dict) -> dict:
+    return {node_id: (node["class_type"], node["inputs"]) for node_id, node in prompt.items()}
+
+
+def test_frontend_registers_every_node_of_the_pack(page):
+    registered = page.evaluate("Object.keys(LiteGraph.registered_node_types)")
+    missing = set(comfyui_hdr.NODE_CLASS_MAPPINGS) - set(registered)
+    assert not missing
+
+
+def test_frontend_loads_our_extension_script(page):
+    extensions = page.evaluate("app.extensions.map((e) => e.name)")
+    assert "comfyui_hdr.text_output" in extensions
+
+
+WORKFLOW_NAMES = sorted(p.name.removesuffix(".api.json") for p in WORKFLOWS.glob("*.api.json"))
+
+
+def test_every_shipped_workflow_has_both_formats():
+    ui_names = {p.stem for p in WORKFLOWS.glob("*.json") if not p.name.endswith(".api.json")}
+    assert ui_names == set(WORKFLOW_NAMES)
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_ui_workflow_is_the_twin_of_its_api_file_and_runs(page, artifacts_dir, chart_plates,
+                                                          name):
+    ui_graph = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    api_graph = json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    page.evaluate("async (graph) => { await app.loadGraphData(graph); }", ui_graph)
+    assert "Invalid workflow" not in page.inner_text("body")
+
+    assert _inputs_without_links(graph_to_api_prompt(page)) == _inputs_without_links(api_graph)
+
+    outcome = page.evaluate(WAIT_FOR_RUN_JS)
+    assert outcome["type"] == "execution_success", outcome
+    page.evaluate("app.canvas.setDirty(true, true)")
+    page.screenshot(path=str(artifacts_dir / f"browser-{name}.png"))
+
+
+def test_stats_node_shows_its_text_after_a_run(page):
+    graph = json.loads((WORKFLOWS / "logc4_round_trip.json").read_text())
+    page.evaluate("async (graph) => { await app.loadGraphData(graph); }", graph)
+    # Change one widget so the server really executes (an identical prompt is cached).
+    page.evaluate("""() => {
+        const chart = app.graph.nodes.find((n) => n.type === 'HDRTestChart');
+        chart.widgets.find((w) => w.name === 'sun_stops').value = 12;
+    }""")
+    assert page.evaluate(WAIT_FOR_RUN_JS)["type"] == "execution_success"
+    # A 12-stop sun is the peak: 0.18 * 2**12 = 737.28.
+    page.wait_for_function("""() => {
+        const stats = app.graph.nodes.find((n) => n.type === 'HDRStats');
+        const text = stats?.widgets?.find((w) => w.name === 'hdr_text');
+        return text && String(text.value).includes('peak 737.28');
+    }""", timeout=30_000)
+
+
+def test_ocio_menus_follow_the_chosen_config(page):
+    graph = json.loads((WORKFLOWS / "chart_ocio_preview_save_exr.json").read_text())
+    page.evaluate("async (graph) => { await app.loadGraphData(graph); }", graph)
+    options = """async (config) => {
+        const node = app.graph.nodes.find((n) => n.type === 'HDROCIODisplayPreview');
+        await node.hdrOcioReady;
+        const w = (name) => node.widgets.find((x) => x.name === name);
+        if (config) { w('config').value = config; await w('config').callback(config); }
+        await new Promise((r) => setTimeout(r, 200));
+        return { colourspaces: w('colourspace').options.values, view: w('view').value };
+    }"""
+    studio = page.evaluate(options, None)
+    assert "ARRI LogC4" in studio["colourspaces"]
+    cg = page.evaluate(options, "ocio://cg-config-latest")
+    assert "ARRI LogC4" not in cg["colourspaces"]  # the CG config has no camera spaces
+    assert "Linear Rec.709 (sRGB)" in cg["colourspaces"]
+    assert cg["view"] == "ACES 2.0 - SDR 100 nits (Rec.709)"
