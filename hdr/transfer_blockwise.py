@@ -22,6 +22,10 @@ BLOCK_ELEMENTS = 3 * 10922
 runs on its worker thread without starting another thread team, and a multiple of 3 so
 that RGB triplets stay whole."""
 
+BLOCKS_PER_TASK = 16
+"""Blocks a worker takes at a time: few enough tasks to keep scheduling overhead small,
+enough that a worker slowed by a busy machine leaves the rest to the others."""
+
 
 def evaluate(
     formula: Callable[..., torch.Tensor],
@@ -57,10 +61,19 @@ def evaluate(
     rows = value.reshape(-1, group)
     result = torch.empty_like(rows)
     step = BLOCK_ELEMENTS // group
+    task = step * BLOCKS_PER_TASK
 
-    def run_block(start: int) -> None:
-        result[start : start + step] = formula(rows[start : start + step].to(work), *args)
+    # Worker threads inherit neither inference mode (ComfyUI runs nodes under it: writing
+    # into ``result``, an inference tensor, would raise) nor no_grad (a frame that requires
+    # grad, passed in under no_grad, would come back requiring grad). Nothing here records.
+    inference = torch.is_inference_mode_enabled()
+
+    def run_blocks(first: int) -> None:
+        with torch.inference_mode(inference), torch.no_grad():
+            for start in range(first, min(first + task, rows.shape[0]), step):
+                result[start : start + step] = formula(rows[start : start + step].to(work),
+                                                       *args)
 
     with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as workers:
-        list(workers.map(run_block, range(0, rows.shape[0], step)))  # re-raises errors
+        list(workers.map(run_blocks, range(0, rows.shape[0], task)))  # re-raises errors
     return result.view(value.shape)

@@ -3,6 +3,8 @@
 # Usage: bash scripts/setup_env.sh [VENV_DIR]     (default: .venv beside this repo)
 # Idempotent: a second run only checks what is there.
 set -euo pipefail
+# This machine's pip config lists local index folders that may not exist; drop that noise.
+exec 2> >(grep -v --line-buffered "is ignored: it is neither a file nor a directory" >&2)
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-$here/.venv}"
 constraints="$here/scripts/constraints.txt"

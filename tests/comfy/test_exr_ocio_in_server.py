@@ -62,7 +62,9 @@ def test_chart_preview_and_save_exr_workflow_writes_the_chart_above_1(comfy_serv
 
 def test_exr_sequence_exposure_and_layers_workflow(comfy_server, comfy_client, chart_plates):
     frames = chart_plates
-    result = comfy_client.run(_api("exr_sequence_exposure_layers"))
+    prompt = _api("exr_sequence_exposure_layers")
+    prompt["4"]["inputs"]["filename_prefix"] = "test/plates_plus1"  # fresh counter
+    result = comfy_client.run(prompt)
 
     paths = _exr_paths(comfy_server, result.outputs, "4")
     assert [p.name for p in paths] == [f"plates_plus1_0000{i}_.exr" for i in (1, 2, 3)]

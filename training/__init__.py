@@ -1,0 +1,1 @@
+"""Training CLIs: HDR VAE, widened DiTs, log-space LoRAs; they write what nodes/ loads."""
