@@ -182,18 +182,26 @@ def _log2_1p(v):
     return torch.log2(u) + ((1 - u) + v) / u * (1 / math.log(2))
 
 
+def _below(value, limit):
+    """``min(value - limit, 0)``, with slope 1 at ``value == limit`` (where torch's
+    ``clamp_min`` of the other segment has slope 0), so a C1 seam keeps its gradient."""
+    distance = value - limit
+    return distance - torch.relu(distance)
+
+
 def _logc4_encode(x):
-    # (log2(a x + 64) - 6) / 14 == log2(1 + a x / 64) / 14. Without branches: the log
-    # segment of max(x, t) is 0 at t, and the toe adds (x - t) / s below t.
+    # (log2(a x + 64) - 6) / 14 == log2(1 + a x / 64) / 14. Without branches (a where
+    # costs more than the log here): the log segment of max(x, t) is 0 at t, and the toe
+    # adds (x - t) / s below t.
     log = _log2_1p(x.clamp_min(_LOGC4_T) * (LOGC4.a / 64)) * (LOGC4.b / 14) + LOGC4.c
-    return torch.add(log, torch.relu(_LOGC4_T - x), alpha=-1 / _LOGC4_S)
+    return torch.add(log, _below(x, _LOGC4_T), alpha=1 / _LOGC4_S)
 
 
 def _logc4_decode(y):
     # Run in float64, where 2**(...) - 64 loses nothing near black. The log segment of
     # max(y, 0) is t at code 0; the toe adds y * s below it.
     log = (torch.exp2((y.clamp_min(0) - LOGC4.c) * (14 / LOGC4.b) + 6) - 64) / LOGC4.a
-    return torch.add(log, torch.relu(-y), alpha=-_LOGC4_S)
+    return torch.add(log, _below(y, 0.0), alpha=_LOGC4_S)
 
 
 @array_function

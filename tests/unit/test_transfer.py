@@ -365,6 +365,22 @@ def test_gradcheck_float64_hlg_rgb_functions_including_negatives(function):
     assert torch.autograd.gradcheck(function, ((rgb * scale).requires_grad_(),))
 
 
+C1_SEAMS = [name for name in BRANCH_POINTS if not name.startswith(("pu21", "srgb"))]
+
+
+@pytest.mark.parametrize("name", C1_SEAMS)
+def test_gradient_exactly_at_a_branch_point_is_the_curve_slope(name):
+    # These seams are C1, so the slope there is the central difference; neither segment
+    # may be dropped or counted twice. (IEC sRGB is only C0: its toe slope 12.92 meets a
+    # power segment of slope 12.70; PU21's points are clamps to its luminance range.)
+    function, points = BRANCH_POINTS[name]
+    at = torch.tensor(points, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(function(at).sum(), at)
+    step = 1e-7 * torch.clamp(at.detach().abs(), min=1.0)
+    central = (function(at.detach() + step) - function(at.detach() - step)) / (2 * step)
+    torch.testing.assert_close(slope, central, rtol=1e-5, atol=0)
+
+
 def test_hlg_ootf_of_black_has_zero_value_and_finite_gradient():
     rgb = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
     nits = tf.hlg_ootf(rgb)
@@ -415,6 +431,17 @@ def test_blockwise_frames_equal_whole_tensor_evaluation(name):
         # pow/log/exp can differ from the vector one in the last bit; a later exp can
         # amplify that bit up to ~13x (log-gamma decode), hence 1e-6 rather than 1 ulp.
         torch.testing.assert_close(function(frame), function(tracked).detach(), rtol=1e-6, atol=0)
+
+
+def test_frames_under_no_grad_or_inference_mode_come_back_without_autograd_history():
+    frame = torch.rand(BLOCK_ELEMENTS * 3 + 1, requires_grad=True)
+    with torch.no_grad():
+        encoded = tf.logc4_encode(frame)
+    assert not encoded.requires_grad
+    with torch.inference_mode():
+        inference_frame = frame.detach().clone()
+        decoded = tf.hlg_decode(tf.hlg_encode(inference_frame.view(-1, 1)))
+    assert decoded.is_inference() and not decoded.requires_grad
 
 
 def test_python_floats_come_back_as_floats():
