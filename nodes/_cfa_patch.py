@@ -70,6 +70,8 @@ class _Branch:
 
 @dataclass(frozen=True)
 class _Routing:
+    """The patch's fixed inputs; :meth:`weighted` fits them to each model call."""
+
     branches: tuple[_Branch, ...]
     spatial_compression: int
 
@@ -307,7 +309,7 @@ def apply_cfa_patch(model_patcher, over_cond, under_cond, masks: ExposureMasks,
     import comfy.latent_formats
     import comfy.patcher_extension
     from comfy.ldm.flux.model import Flux
-    from comfy.ldm.wan.model import WanModel
+    from comfy.ldm.wan.model import VaceWanModel, WanModel
 
     alpha_over = check_alpha(alpha_over, "alpha_over")
     alpha_under = check_alpha(alpha_under, "alpha_under")
@@ -315,7 +317,7 @@ def apply_cfa_patch(model_patcher, over_cond, under_cond, masks: ExposureMasks,
         raise ValueError(f"masks must be EXPOSURE_MASKS, got {type(masks).__name__}; connect "
                          "the Exposure Masks node")
     diffusion_model = model_patcher.model.diffusion_model
-    if isinstance(diffusion_model, WanModel):
+    if type(diffusion_model) in (WanModel, VaceWanModel):
         paths = _wan_cross_attention_paths(diffusion_model)
         if not paths:
             raise _unsupported(model_patcher)
