@@ -1,8 +1,20 @@
 """ComfyUI node classes: thin wrappers over ``hdr/``. One module per family."""
 
-from . import analysis, charts, colour, exr_io, gainmap_nodes, ocio_nodes, raw_io, viewer
+from . import (
+    analysis,
+    charts,
+    colour,
+    exr_io,
+    gainmap_nodes,
+    ocio_nodes,
+    raw_io,
+    sampling_io,
+    ultrahdr_nodes,
+    viewer,
+)
 
-_FAMILIES = (charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io)
+_FAMILIES = (charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io,
+             sampling_io, ultrahdr_nodes)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

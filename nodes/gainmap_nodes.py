@@ -72,7 +72,8 @@ class HDRGainMapExtract:
                     "(exact colour, 3x the data).")}),
                 "gamma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.05,
                                     "tooltip": "Gain map encoding gamma (ISO 21496-1)."}),
-                "offset": ("FLOAT", {"default": 1 / 64, "min": 0.0, "max": 1.0, "step": 0.001,
+                "offset": ("FLOAT", {"default": 1 / 64, "min": 0.0, "max": 1.0,
+                                     "step": 1e-6,  # the frontend rounds to step's decimals
                                      "tooltip": "k_base = k_alternate: keeps the gain finite "
                                                 "at black (1/64 is libultrahdr's)."}),
             },

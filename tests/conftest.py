@@ -51,12 +51,13 @@ def object_info(comfy_client) -> dict:
 
 
 @pytest.fixture(scope="session")
-def chart_plates(comfy_server):
-    """A 3-frame float EXR sequence in the server's input folder: plates/chart_0000N_.exr,
-    the test chart at sun 8, 9 and 10 stops (what workflows/exr_sequence_* reads)."""
+def workflow_inputs(comfy_server) -> dict:
+    """Files the shipped workflows read from the server's input folder, made by the library:
+    plates/chart_0000N_.exr (the test chart at sun 8, 9, 10 stops, float) and
+    ultrahdr_example.jpg (the chart at sun 5 stops as an Ultra HDR JPEG)."""
     import numpy as np
 
-    from comfyui_hdr.hdr import charts, exr
+    from comfyui_hdr.hdr import charts, exr, ultrahdr
 
     plates = comfy_server.input_dir / "plates"
     frames = np.stack([charts.test_chart(width=128, height=72, sun_stops=stops).numpy()
@@ -64,4 +65,13 @@ def chart_plates(comfy_server):
     if not plates.exists():
         plates.mkdir()
         exr.write_exr_sequence(plates, "chart", frames, start_frame=1, pixel_type="float")
-    return frames
+    jpeg = comfy_server.input_dir / "ultrahdr_example.jpg"
+    if not jpeg.exists():
+        ultrahdr.write_ultrahdr(jpeg, charts.test_chart(width=256, height=144, sun_stops=5.0))
+    return {"plates": frames, "ultrahdr": jpeg}
+
+
+@pytest.fixture(scope="session")
+def chart_plates(workflow_inputs):
+    """The frames of plates/chart_0000N_.exr (see ``workflow_inputs``)."""
+    return workflow_inputs["plates"]

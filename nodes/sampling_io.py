@@ -1,0 +1,119 @@
+"""Nodes around ComfyUI's own models: "VAE Decode (unclamped)" and "Load Prompt Embeddings".
+
+ComfyUI's stock VAE Decode clamps image VAEs to [0, 1] (comfy/sd.py ``process_output``), which
+cuts the toe of a log-encoded picture (LogC3 code values below 0 are negative scene-linear
+light) and anything the model put above code 1.0. The unclamped decode runs the same model
+with the same batching and tiling fallback, minus that clamp.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import torch
+
+CATEGORY_SAMPLING = "HDR/sampling"
+_PROBE = 3.0
+
+
+def _unclamped(vae):
+    """A shallow copy of a ComfyUI VAE whose output mapping keeps values outside [0, 1]."""
+    probe = vae.process_output(torch.tensor([_PROBE]))
+    if float(probe) != 1.0:  # this VAE does not clamp (identity or audio-style output)
+        return vae
+    unclamped = copy.copy(vae)
+    unclamped.process_output = lambda image: (image + 1.0) / 2.0
+    return unclamped
+
+
+class HDRVAEDecodeUnclamped:
+    CATEGORY = CATEGORY_SAMPLING
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "decode"
+    DESCRIPTION = ("VAE Decode without the clamp to [0, 1]: use it before Log Decode so the log "
+                   "curve's toe and any code values above 1.0 survive.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "samples": ("LATENT", {"tooltip": "The latent to decode."}),
+            "vae": ("VAE", {"tooltip": "Any ComfyUI VAE (the same one you would give the stock "
+                                       "VAE Decode)."}),
+        }}
+
+    def decode(self, samples, vae):
+        images = _unclamped(vae).decode(samples["samples"])
+        if images.ndim == 5:  # video: frames become the batch, as the stock node does
+            images = images.reshape(-1, *images.shape[-3:])
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("the decoded image contains NaN/Inf; run the VAE in float32 "
+                             "(ComfyUI flag --fp32-vae)")
+        return (images,)
+
+
+def _register_folder() -> None:
+    import folder_paths
+
+    if "prompt_embeddings" not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths["prompt_embeddings"] = (
+            [os.path.join(folder_paths.models_dir, "prompt_embeddings")], {".safetensors"})
+
+
+def _embedding_files() -> list[str]:
+    import folder_paths
+
+    _register_folder()
+    return folder_paths.get_filename_list("prompt_embeddings")
+
+
+def load_prompt_embeddings(path: Path) -> list:
+    """A CONDITIONING from a safetensors file: ``prompt_embeds`` [1, tokens, width] and
+    optional ``pooled_prompt_embeds`` [1, width2] (names as diffusers pipelines return them)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    if "prompt_embeds" not in tensors:
+        raise ValueError(f"embeddings {path.name} has tensors {sorted(tensors)}; it needs "
+                         "'prompt_embeds' [1, tokens, width] (and optionally "
+                         "'pooled_prompt_embeds')")
+    embeds = tensors["prompt_embeds"].float()
+    if embeds.ndim == 2:
+        embeds = embeds[None]
+    if embeds.ndim != 3:
+        raise ValueError(f"embeddings {path.name}: prompt_embeds has shape "
+                         f"{tuple(embeds.shape)}; [1, tokens, width] is needed")
+    options = {}
+    if "pooled_prompt_embeds" in tensors:
+        options["pooled_output"] = tensors["pooled_prompt_embeds"].float()
+    return [[embeds, options]]
+
+
+class HDRLoadPromptEmbeddings:
+    CATEGORY = CATEGORY_SAMPLING
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "load"
+    DESCRIPTION = ("Precomputed text-encoder output as CONDITIONING (a safetensors file in "
+                   "models/prompt_embeddings with 'prompt_embeds' and optional "
+                   "'pooled_prompt_embeds'): for pipelines that cache prompts, and for models "
+                   "whose text encoder is not loaded.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "embeddings": (_embedding_files(), {"tooltip": "File in models/prompt_embeddings."}),
+        }}
+
+    def load(self, embeddings):
+        import folder_paths
+
+        _register_folder()
+        return (load_prompt_embeddings(
+            Path(folder_paths.get_full_path_or_raise("prompt_embeddings", embeddings))),)
+
+
+NODE_CLASS_MAPPINGS = {"HDRVAEDecodeUnclamped": HDRVAEDecodeUnclamped,
+                       "HDRLoadPromptEmbeddings": HDRLoadPromptEmbeddings}
+NODE_DISPLAY_NAME_MAPPINGS = {"HDRVAEDecodeUnclamped": "VAE Decode (unclamped)",
+                              "HDRLoadPromptEmbeddings": "Load Prompt Embeddings"}
