@@ -45,7 +45,15 @@ def test_ultrahdr_to_exr_workflow(comfy_server, comfy_client, workflow_inputs):
     expected = ultrahdr.read_ultrahdr(workflow_inputs["ultrahdr"])
     stored = exr.read_exr(path, layer="").pixels
     np.testing.assert_allclose(stored, expected.hdr, rtol=2**-11, atol=2**-24)  # half storage
-    assert set(exr.list_layers(path)) == {"", "sdr_base"}
+    assert set(exr.list_layers(path)) == {"", "sdr_base", "hdr_2_stops", "tonemapped"}
+    # Gain Map Merge for a 2-stop display: ISO 21496-1 weight W = 2 / alternate headroom.
+    two_stops = exr.read_exr(path, layer="hdr_2_stops").pixels
+    expected_two = ultrahdr.read_ultrahdr(workflow_inputs["ultrahdr"],
+                                          display_hdr_headroom_log2=2.0).hdr
+    np.testing.assert_allclose(two_stops, expected_two, rtol=2e-3, atol=2e-3)
+    # A 2-stop display peaks at 4x SDR white, shifted by the 1/64 offsets:
+    # (1 + 1/64) * 2**2 - 1/64 = 4.046875.
+    assert 1.0 < two_stops.max() <= 4.046875 + 1e-3
 
 
 def test_tone_map_and_bracket_merge_nodes(comfy_server, comfy_client):
