@@ -1,0 +1,8 @@
+"""Model code, one module per model; import the module you need (they pull in diffusers).
+
+- :mod:`.hdr_vae`: the dual-head HDR VAE (``HDRAutoencoder``, ``load_hdr_vae``,
+  ``vae_loss``), with :mod:`.tiling` (frame-synchronous tiled decode) and
+  :mod:`.warm_start` (copying a pretrained AutoencoderKL in);
+- :mod:`.widen`: widening a DiT's latent input and prediction 16 -> 32 channels;
+- :mod:`.cfa`: CFA attention maths.
+"""
