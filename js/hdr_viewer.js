@@ -5,7 +5,10 @@
 //
 // Test hook: `node.hdrViewer` (see `HdrViewer.hook`): setExposure(stops), setMode(mode),
 // setClipMarkers(on), setNonFiniteMarkers(on), setWipe(fraction | null),
-// readPixel(x, y) -> displayed [r, g, b, a] at image pixel (x, y), stats, entry, renderer.
+// readPixel(x, y) -> displayed [r, g, b, a] at image pixel (x, y) (y down from the top row),
+// readImage() -> {width, height, rgba: every displayed pixel, rows top to bottom}, stats,
+// entry (the hdr_view entry shown), state, falseColour (the band table), markers (clip and
+// NaN/Inf colours), renderer ("webgl2").
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -16,24 +19,14 @@ import {
   CLIP_COLOUR, EXPOSURE_RANGE, FALSE_COLOUR, MID_GREY, NONFINITE_COLOUR, REC709_LUMA,
   VIEW_TRANSFORM, css,
 } from "./hdr_viewer_palette.js";
-import { STYLE } from "./hdr_viewer_style.js";
+import { element, injectStyle } from "./hdr_viewer_style.js";
 
 const WIDGET_NAME = "hdr_viewer";
-const CHROME_HEIGHT = 196; // toolbar rows, histogram, status line and gaps, in CSS pixels
+// Layout in CSS pixels, measured in frontend 1.32.9: the image stage is the node width less
+// 24 and the widget height less 186 (toolbars, histogram, status line, gaps and margins).
+const STAGE_MARGIN = { width: 24, height: 186 };
 const IMAGE_HEIGHT = { min: 140, max: 560 };
-const NODE_WIDTH = 560;
-
-function element(tag, className, properties = {}) {
-  const node = Object.assign(document.createElement(tag), properties);
-  if (className) node.className = className;
-  return node;
-}
-
-function injectStyle() {
-  if (document.getElementById("comfyui-hdr-viewer-style")) return;
-  document.head.append(element("style", "", { id: "comfyui-hdr-viewer-style",
-                                              textContent: STYLE }));
-}
+const NODE_WIDTH = { min: 480, max: 744 }; // a 512-pixel proxy is shown 1:1
 
 const viewURL = ({ filename, subfolder, type }) =>
   api.apiURL(`/view?${new URLSearchParams({ filename, subfolder, type })}`);
@@ -44,7 +37,8 @@ async function fetchOk(url) {
   return response;
 }
 
-const signed = (value, digits = 1) => `${value >= 0 ? "+" : "\u2212"}${Math.abs(value).toFixed(digits)}`;
+const signed = (value, digits = 1) =>
+  `${value >= 0 ? "+" : "\u2212"}${Math.abs(value).toFixed(digits)}`;
 
 class HdrViewer {
   constructor(node) {
@@ -53,19 +47,28 @@ class HdrViewer {
     this.entries = [];
     this.frame = null;
     this.loads = 0;
+    this.renderer = null;
     this.build();
-    try {
-      this.renderer = new HdrRenderer(this.canvas);
-    } catch (error) {
-      this.renderer = null;
-      this.status.textContent = `${error.message}: the float image cannot be shown.`;
+  }
+
+  /** A live WebGL2 renderer; a lost context (too many viewers open) gets a fresh canvas. */
+  ensureRenderer() {
+    if (this.renderer && !this.renderer.gl.isContextLost()) return;
+    if (this.renderer) {
+      const canvas = element("canvas", "hdrv-image");
+      this.canvas.replaceWith(canvas);
+      this.canvas = canvas;
     }
+    this.renderer = new HdrRenderer(this.canvas);
+    this.canvas.addEventListener("webglcontextlost", () => {
+      this.status.textContent = "WebGL context lost (too many viewers open?): run the node again.";
+    });
   }
 
   build() {
     injectStyle();
     const root = (this.root = element("div", "hdrv"));
-    root.title = "";
+    root.dataset.nodeId = this.node.id;
     const bar = element("div", "hdrv-bar");
     this.exposure = element("input", "hdrv-exposure", {
       type: "range", min: EXPOSURE_RANGE.min, max: EXPOSURE_RANGE.max, step: EXPOSURE_RANGE.step,
@@ -77,7 +80,8 @@ class HdrViewer {
     this.mode.append(new Option("Image (sRGB)", "image"),
                      new Option("False colour (stops)", "falsecolour"));
     this.entryChoice = element("select", "hdrv-entry", { hidden: true });
-    const info = element("span", "hdrv-info", { textContent: "\u24D8", title: VIEW_TRANSFORM });
+    const info = (this.info = element("span", "hdrv-info", { textContent: "i",
+                                                          title: VIEW_TRANSFORM }));
     bar.append(element("span", "hdrv-label", { textContent: "Exposure" }), this.exposure,
                this.exposureText, this.mode, this.entryChoice, info);
 
@@ -99,18 +103,22 @@ class HdrViewer {
     this.split.append(element("span", "hdrv-tag hdrv-tag-a", { textContent: "A  HDR" }),
                       element("span", "hdrv-tag hdrv-tag-b", { textContent: "B  SDR PNG" }));
     this.frameBox.append(this.canvas, this.split);
-    this.stage.append(this.frameBox);
+    this.readout = element("span", "hdrv-readout", { hidden: true });
+    this.stage.append(this.frameBox, this.readout);
     this.histogram = element("canvas", "hdrv-histogram", {
       title: "Luminance (Rec.709) in stops relative to 0.18, after the viewer exposure; the " +
              "strip is the false-colour key.",
     });
-    const footer = element("div", "hdrv-status");
-    this.status = element("span", "", { textContent: "waiting for a run\u2026" });
-    this.readout = element("span", "hdrv-readout");
-    footer.append(this.status, this.readout);
-    root.append(bar, toggles, this.stage, this.histogram, footer);
+    this.status = element("div", "hdrv-status", {
+      textContent: "waiting for a run\u2026",
+      title: "clipped: pixels with a channel above display white at this exposure. negative: " +
+             "pixels with a channel below 0 (outside the gamut). NaN/Inf: pixels with a NaN " +
+             "or infinite channel (each pixel counted once: NaN, then +Inf, then \u2212Inf).",
+    });
+    root.append(bar, toggles, this.stage, this.histogram, this.status);
 
     this.nonFinite.checked = this.state.showNonFinite;
+    this.clip.checked = this.state.showClip;
     this.listen();
     new ResizeObserver(() => this.layout()).observe(this.stage);
   }
@@ -130,9 +138,9 @@ class HdrViewer {
     this.exposure.addEventListener("input", () => this.setExposure(Number(this.exposure.value)));
     this.exposure.addEventListener("dblclick", () => this.setExposure(0));
     this.mode.addEventListener("change", () => this.setMode(this.mode.value));
-    this.clip.addEventListener("change", () => this.set({ showClip: this.clip.checked }));
+    this.clip.addEventListener("change", () => this.setClipMarkers(this.clip.checked));
     this.nonFinite.addEventListener("change",
-                                    () => this.set({ showNonFinite: this.nonFinite.checked }));
+                                    () => this.setNonFiniteMarkers(this.nonFinite.checked));
     this.wipeToggle.addEventListener("change", () => this.setWipe(
       this.wipeToggle.checked ? Number(this.wipe.value) : null));
     this.wipe.addEventListener("input", () => this.setWipe(Number(this.wipe.value)));
@@ -155,7 +163,7 @@ class HdrViewer {
       this.showReadout(event);
     });
     this.stage.addEventListener("pointerup", () => { dragging = false; });
-    this.stage.addEventListener("pointerleave", () => { this.readout.textContent = ""; });
+    this.stage.addEventListener("pointerleave", () => { this.readout.hidden = true; });
   }
 
   /** Show the entries of an `hdr_view` message (the first one; a menu when there are more). */
@@ -167,14 +175,17 @@ class HdrViewer {
     return this.load(entries[0]);
   }
 
+  /** Fetch, measure and upload one entry; a failure is shown in the status line. */
   async load(entry) {
     const load = ++this.loads;
     this.status.textContent = "loading\u2026";
+    let sdr = null;
     try {
       const [npy, png] = await Promise.all([fetchOk(viewURL(entry.float)),
                                             fetchOk(viewURL(entry.sdr))]);
       const proxy = parseNpy(await npy.arrayBuffer());
-      const sdr = await createImageBitmap(await png.blob(), {
+      // Bytes as the PNG holds them: no colour management, no premultiplication.
+      sdr = await createImageBitmap(await png.blob(), {
         colorSpaceConversion: "none", premultiplyAlpha: "none",
       });
       if (sdr.width !== proxy.width || sdr.height !== proxy.height) {
@@ -183,16 +194,18 @@ class HdrViewer {
       }
       const frame = analyse(proxy);
       if (load !== this.loads) return;
-      if (!this.renderer) throw new Error("WebGL2 is not available in this browser");
+      this.ensureRenderer();
       this.renderer.upload(proxy.width, proxy.height, frame.texture, frame.nonFinite, sdr);
-      sdr.close();
       this.entry = entry;
       this.frame = frame;
+      this.info.title = `${VIEW_TRANSFORM}\nData: ${entry.colourspace}, shown as it is (no ` +
+                        "gamut conversion).";
       this.layout();
       this.render();
     } catch (error) {
       if (load === this.loads) this.status.textContent = `HDR viewer: ${error.message}`;
-      throw error;
+    } finally {
+      sdr?.close();
     }
   }
 
@@ -215,6 +228,16 @@ class HdrViewer {
     this.set({ mode });
   }
 
+  setClipMarkers(on) {
+    this.clip.checked = on;
+    this.set({ showClip: Boolean(on) });
+  }
+
+  setNonFiniteMarkers(on) {
+    this.nonFinite.checked = on;
+    this.set({ showNonFinite: Boolean(on) });
+  }
+
   setWipe(fraction) {
     const wipe = fraction === null ? null : Math.min(1, Math.max(0, Number(fraction)));
     this.wipeToggle.checked = wipe !== null;
@@ -234,18 +257,21 @@ class HdrViewer {
     const { stats } = this.frame;
     stats.exposure = this.state.exposure;
     stats.clipped = countClipped(this.frame.sortedMaxChannel, this.state.exposure);
-    const wipeColumn = this.wipeColumn();
-    this.renderer.draw({ ...this.state, wipeColumn });
+    this.draw();
     this.split.hidden = this.state.wipe === null;
-    this.split.style.left = `${(100 * wipeColumn) / stats.width}%`;
+    this.split.style.left = `${(100 * this.wipeColumn()) / stats.width}%`;
     drawHistogram(this.histogram, stats, this.state);
     const pixels = stats.width * stats.height;
-    const parts = [`${stats.width}\u00D7${stats.height} half`,
+    const { source_width: sourceWidth, source_height: sourceHeight, frames } = this.entry;
+    const size = `${stats.width}\u00D7${stats.height} half` +
+      (sourceWidth !== stats.width ? ` (of ${sourceWidth}\u00D7${sourceHeight})` : "") +
+      (frames > 1 ? `, frame 1 of ${frames}` : "");
+    const parts = [size,
                    `clipped ${((100 * stats.clipped) / pixels).toFixed(1)}%`,
                    stats.peakStops === null ? "no light" : `peak ${signed(stats.peakStops)} st`];
+    if (stats.negative) parts.push(`negative ${stats.negative}`);
     const bad = [["NaN", stats.nan], ["+Inf", stats.posInf], ["\u2212Inf", stats.negInf]]
       .filter(([, count]) => count).map(([name, count]) => `${name} ${count}`);
-    if (stats.negative) bad.push(`negative ${stats.negative}`);
     this.status.textContent = parts.join(" \u00B7 ");
     if (bad.length) {
       this.status.append(" \u00B7 ", element("b", "hdrv-bad", { textContent: bad.join(" ") }));
@@ -263,12 +289,19 @@ class HdrViewer {
     drawHistogram(this.histogram, this.frame.stats, this.state);
   }
 
+  /** The node width that shows the image 1:1, within NODE_WIDTH. */
+  preferredWidth() {
+    const width = (this.frame?.stats.width ?? 0) + STAGE_MARGIN.width;
+    return Math.min(NODE_WIDTH.max, Math.max(NODE_WIDTH.min, width));
+  }
+
   /** The widget's height for the node's width: the whole image, within IMAGE_HEIGHT. */
   preferredHeight() {
-    if (!this.frame) return CHROME_HEIGHT + IMAGE_HEIGHT.min;
+    if (!this.frame) return STAGE_MARGIN.height + IMAGE_HEIGHT.min;
     const { width, height } = this.frame.stats;
-    const imageHeight = ((this.node.size[0] - 20) * height) / width;
-    return CHROME_HEIGHT + Math.min(IMAGE_HEIGHT.max, Math.max(IMAGE_HEIGHT.min, imageHeight));
+    const imageHeight = ((this.node.size[0] - STAGE_MARGIN.width) * height) / width;
+    return STAGE_MARGIN.height +
+      Math.ceil(Math.min(IMAGE_HEIGHT.max, Math.max(IMAGE_HEIGHT.min, imageHeight)));
   }
 
   showReadout(event) {
@@ -277,10 +310,8 @@ class HdrViewer {
     const { width, height } = this.frame.stats;
     const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
     const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
-    if (x < 0 || y < 0 || x >= width || y >= height) {
-      this.readout.textContent = "";
-      return;
-    }
+    this.readout.hidden = x < 0 || y < 0 || x >= width || y >= height;
+    if (this.readout.hidden) return;
     const rgb = this.frame.scene.subarray(3 * (y * width + x), 3 * (y * width + x) + 3);
     const luminance = rgb.reduce((sum, value, c) => sum + REC709_LUMA[c] * value, 0);
     const stops = luminance > 0 ? `${signed(Math.log2(luminance / MID_GREY), 2)} st` : "no light";
@@ -288,9 +319,19 @@ class HdrViewer {
                                `  ${stops}`;
   }
 
+  draw() {
+    this.renderer.draw({ ...this.state, wipeColumn: this.wipeColumn() });
+  }
+
   readPixel(x, y) {
-    this.render();
-    return this.renderer.readPixel(x, y);
+    this.draw();
+    return this.renderer.readPixels(x, y, 1, 1);
+  }
+
+  readImage() {
+    this.draw();
+    const { width, height } = this.frame.stats;
+    return { width, height, rgba: this.renderer.readPixels(0, 0, width, height) };
   }
 
   release() {
@@ -306,16 +347,15 @@ class HdrViewer {
       get entry() { return viewer.entry ?? null; },
       get state() { return { ...viewer.state }; },
       falseColour: FALSE_COLOUR,
+      markers: { clip: CLIP_COLOUR, nonFinite: NONFINITE_COLOUR },
       element: viewer.root,
       setExposure: (stops) => viewer.setExposure(stops),
       setMode: (mode) => viewer.setMode(mode),
-      setClipMarkers: (on) => { viewer.clip.checked = on; viewer.set({ showClip: on }); },
-      setNonFiniteMarkers: (on) => {
-        viewer.nonFinite.checked = on;
-        viewer.set({ showNonFinite: on });
-      },
+      setClipMarkers: (on) => viewer.setClipMarkers(on),
+      setNonFiniteMarkers: (on) => viewer.setNonFiniteMarkers(on),
       setWipe: (fraction) => viewer.setWipe(fraction),
       readPixel: (x, y) => viewer.readPixel(x, y),
+      readImage: () => viewer.readImage(),
     };
   }
 }
@@ -335,10 +375,11 @@ function showHdrView(node, entries) {
     };
   }
   viewer.show(entries).then(() => {
-    const width = Math.max(node.size[0], NODE_WIDTH);
-    node.setSize([width, node.computeSize([width, node.size[1]])[1]]);
+    const width = Math.max(node.size[0], viewer.preferredWidth());
+    node.setSize([width, node.size[1]]);
+    node.setSize([width, node.computeSize()[1]]);
     node.setDirtyCanvas(true, true);
-  }, () => node.setDirtyCanvas(true, true));
+  });
 }
 
 app.registerExtension({

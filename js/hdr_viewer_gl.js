@@ -13,7 +13,6 @@ import {
 
 const PALETTE = [FALSE_COLOUR_UNDER, ...FALSE_COLOUR, FALSE_COLOUR_OVER];
 const LOWEST_BAND = FALSE_COLOUR[0].stops;
-const HIGHEST_BAND = FALSE_COLOUR[FALSE_COLOUR.length - 1].stops;
 const glslVec3 = (values) => `vec3(${values.map((v) => v.toFixed(8)).join(", ")})`;
 const rgbVec3 = (rgb) => glslVec3(rgb.map((v) => v / 255));
 
@@ -39,7 +38,8 @@ uniform bool u_showNonFinite;
 uniform int u_wipeColumn;       // columns >= this show the SDR PNG
 
 const vec3 LUMA = ${glslVec3(REC709_LUMA)};
-const vec3 PALETTE[${PALETTE.length}] = vec3[](${PALETTE.map((band) => rgbVec3(band.rgb)).join(", ")});
+const vec3 PALETTE[${PALETTE.length}] = vec3[](
+  ${PALETTE.map((band) => rgbVec3(band.rgb)).join(",\n  ")});
 const vec3 CLIP = ${rgbVec3(CLIP_COLOUR)};
 const vec3 NON_FINITE = ${rgbVec3(NONFINITE_COLOUR)};
 
@@ -49,15 +49,15 @@ out vec4 colour;
 vec3 srgbEncode(vec3 linear) {
   vec3 low = 12.92 * linear;
   vec3 high = 1.055 * pow(linear, vec3(1.0 / 2.4)) - 0.055;
-  return mix(high, low, vec3(lessThanEqual(linear, vec3(0.0031308))));
+  return mix(high, low, lessThanEqual(linear, vec3(0.0031308)));  // a select, no arithmetic
 }
 
 vec3 falseColour(vec3 linear) {
   float luminance = dot(linear, LUMA);
   if (!(luminance > 0.0)) return PALETTE[0];
-  // Bands centred on whole stops: round to the nearest stop.
+  // Bands centred on whole stops: round to the nearest stop; PALETTE[0] is "under".
   float band = floor(log2(luminance / ${MID_GREY.toFixed(2)}) + 0.5);
-  return PALETTE[int(clamp(band, ${LOWEST_BAND - 1}.0, ${HIGHEST_BAND + 1}.0)) - ${LOWEST_BAND - 1}];
+  return PALETTE[int(clamp(band + ${1 - LOWEST_BAND}.0, 0.0, ${PALETTE.length - 1}.0))];
 }
 
 void main() {
@@ -159,12 +159,18 @@ export class HdrRenderer {
     gl.drawArrays(gl.TRIANGLES, 0, 3);
   }
 
-  /** The displayed RGBA bytes at image pixel (x, y), y down from the top row. */
-  readPixel(x, y) {
+  /** Displayed RGBA bytes of the image rectangle at (x, y), y down, rows top to bottom. */
+  readPixels(x, y, width, height) {
     const gl = this.gl;
-    const rgba = new Uint8Array(4);
-    gl.readPixels(x, this.canvas.height - 1 - y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, rgba);
-    return Array.from(rgba);
+    const rgba = new Uint8Array(width * height * 4);
+    gl.readPixels(x, this.canvas.height - y - height, width, height, gl.RGBA, gl.UNSIGNED_BYTE,
+                  rgba);
+    const stride = width * 4, topDown = new Uint8Array(rgba.length);
+    for (let row = 0; row < height; row++) {
+      const bottomUp = height - 1 - row;
+      topDown.set(rgba.subarray(bottomUp * stride, (bottomUp + 1) * stride), row * stride);
+    }
+    return Array.from(topDown);
   }
 
   release() {

@@ -69,12 +69,12 @@ export function drawHistogram(canvas, stats, state) {
   }
   context.setLineDash([]);
   context.fillStyle = "#bbb";
-  if (leftOut) context.fillText(`\u25C2 ${leftOut}`, 2, plotHeight - 12);
-  if (rightOut) {
-    context.textAlign = "right";
-    context.fillText(`${rightOut} \u25B8`, width - 2, plotHeight - 12);
-    context.textAlign = "left";
-  }
+  // The axis name, and the pixels beyond the axis ends counted at the top corners.
+  context.textAlign = "right";
+  context.fillText("luminance, stops re 0.18", width - 3, 2);
+  if (rightOut) context.fillText(`${rightOut} \u25B8`, width - 3, 14);
+  context.textAlign = "left";
+  if (leftOut) context.fillText(`\u25C2 ${leftOut}`, 3, 2);
 
   // The legend: one swatch per stop band, labelled; the ends hold the out-of-range colours.
   const top = height - LEGEND_HEIGHT;
