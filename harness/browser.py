@@ -19,7 +19,9 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
-# Resolves when the queued prompt ends: the value is the last event's type and its data.
+# Resolves when the queued prompt ends: the last event's type and its data, or
+# {type: 'timeout'} after RUN_TIMEOUT_MS so a lost event never hangs a test.
+RUN_TIMEOUT_MS = 240_000
 WAIT_FOR_RUN_JS = """
 async () => {
   const { api } = await import('/scripts/api.js');
@@ -27,10 +29,11 @@ async () => {
     const done = (type) => (event) => resolve({ type, detail: event.detail ?? null });
     api.addEventListener('execution_success', done('execution_success'), { once: true });
     api.addEventListener('execution_error', done('execution_error'), { once: true });
+    setTimeout(() => resolve({ type: 'timeout', detail: null }), RUN_TIMEOUT_MS);
     app.queuePrompt(0, 1);
   });
 }
-"""
+""".replace("RUN_TIMEOUT_MS", str(RUN_TIMEOUT_MS))
 
 
 def chromium_path() -> str:
@@ -67,6 +70,9 @@ def comfy_page(url: str, *, width: int = 1600, height: int = 1000) -> Iterator:
             page.wait_for_selector("canvas#graph-canvas", timeout=120_000)
             page.wait_for_function("window.app && window.app.graph && window.LiteGraph",
                                    timeout=120_000)
+            # Events go to the websocket's client id: queue only once it has one.
+            page.wait_for_function("window.comfyAPI?.api?.api?.socket?.readyState === 1 "
+                                   "&& !!window.comfyAPI.api.api.clientId", timeout=60_000)
             yield page
         finally:
             context.close()

@@ -13,10 +13,31 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 
 
 class ComfyError(RuntimeError):
     """The server refused a prompt or reported an execution error (its text is the message)."""
+
+
+class ComfyUnreachable(ComfyError):
+    """Nothing answered at the server URL (the message names it)."""
+
+
+def refusal_text(body: str) -> str:
+    """One line from the JSON of a refused ``POST /prompt``: the error, then each node's
+    errors with the input they name; any other body is returned as it is."""
+    try:
+        answer = json.loads(body)
+        error = answer["error"]
+    except (ValueError, KeyError, TypeError):
+        return body
+    parts = [": ".join(text for text in (error.get("message"), error.get("details")) if text)]
+    for node_id, node in (answer.get("node_errors") or {}).items():
+        for item in node.get("errors", []):
+            parts.append(f"{node.get('class_type')} (node {node_id}): {item.get('message')}"
+                         + (f" ({item['details']})" if item.get("details") else ""))
+    return "; ".join(part for part in parts if part)
 
 
 @dataclasses.dataclass
@@ -49,9 +70,15 @@ class ComfyClient:
                 return response.read()
         except urllib.error.HTTPError as error:
             text = error.read().decode(errors="replace")
-            raise ComfyError(f"{route}: HTTP {error.code}: {text}") from None
-        except urllib.error.URLError as error:
-            raise ComfyError(f"cannot reach ComfyUI at {self.url}: {error.reason}") from error
+            where = "ComfyUI refused the prompt" if route == "/prompt" else route
+            raise ComfyError(f"{where} (HTTP {error.code}): {refusal_text(text)}") from None
+        except TimeoutError:
+            raise ComfyError(f"{route}: ComfyUI at {self.url} did not answer within "
+                             f"{self.timeout:g} s") from None
+        except (urllib.error.URLError, ConnectionError) as error:
+            raise ComfyUnreachable(
+                f"cannot reach ComfyUI at {self.url}: {getattr(error, 'reason', error)}; start "
+                "it, or pass the URL it prints (e.g. --server http://127.0.0.1:8188)") from None
 
     def get_json(self, route: str):
         return json.loads(self._request(route))
@@ -59,26 +86,38 @@ class ComfyClient:
     def object_info(self) -> dict:
         return self.get_json("/object_info")
 
-    def queue(self, prompt: dict) -> str:
-        """Queue an API-format graph; returns its prompt_id (raises ComfyError if refused)."""
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        """Queue an API-format graph; returns its prompt_id (raises ComfyError if refused).
+
+        ``extra_data`` travels with the prompt as the browser's does (``extra_pnginfo``
+        holds the UI workflow that saved files embed).
+        """
         body = {"prompt": prompt, "client_id": self.client_id}
+        if extra_data:
+            body["extra_data"] = extra_data
         answer = json.loads(self._request("/prompt", body))
         if answer.get("node_errors"):
-            raise ComfyError(json.dumps(answer["node_errors"], indent=1))
+            raise ComfyError(refusal_text(json.dumps({"error": {}, **answer})))
         return answer["prompt_id"]
 
-    def run(self, prompt: dict) -> RunResult:
+    def run(self, prompt: dict, extra_data: dict | None = None,
+            on_event: Callable[[dict], None] | None = None) -> RunResult:
         """Queue ``prompt``, follow its websocket events until it ends, return events + history.
 
+        ``on_event`` sees each event of this prompt as it arrives (for a progress line).
         Raises ComfyError with the server's exception text on ``execution_error``.
         """
         import websocket  # websocket-client; imported here so the package does not need it
 
         ws_url = self.url.replace("http", "ws", 1) + f"/ws?clientId={self.client_id}"
-        socket = websocket.create_connection(ws_url, timeout=self.timeout)
+        try:
+            socket = websocket.create_connection(ws_url, timeout=self.timeout)
+        except (OSError, websocket.WebSocketException) as error:
+            raise ComfyUnreachable(f"cannot open the websocket of ComfyUI at {ws_url}: {error}"
+                                   ) from None
         events: list[dict] = []
         try:
-            prompt_id = self.queue(prompt)
+            prompt_id = self.queue(prompt, extra_data)
             while True:
                 message = socket.recv()
                 if not isinstance(message, str):
@@ -88,6 +127,8 @@ class ComfyClient:
                 if data.get("prompt_id") not in (None, prompt_id):
                     continue
                 events.append(event)
+                if on_event is not None:
+                    on_event(event)
                 if event["type"] == "execution_error":
                     raise ComfyError(
                         f"{data.get('node_type')} (node {data.get('node_id')}): "

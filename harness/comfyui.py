@@ -166,8 +166,16 @@ class Server:
             return json.loads(response.read())
 
     def stop(self, timeout: float = 20.0) -> None:
-        stop_pid(self.process.pid, timeout)
-        self.process.wait(timeout=timeout)
+        """SIGTERM the server's process group; SIGKILL it if it has not exited in time."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_pid(self.process.pid, 0.0)
+            self.process.wait(timeout=timeout)
 
 
 def start(

@@ -4,14 +4,13 @@
     python -m comfyui_hdr.harness.demo [--keep-server] [--workflow NAME]
 
 It starts ComfyUI on a free loopback port with its folders under ``demo-output/``, queues
-``workflows/<NAME>.api.json``, follows progress over the websocket, reads back every float
+``workflows/api/<NAME>.json``, follows progress over the websocket, reads back every float
 array the graph saved, prints its peak and headroom, and stops the server.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,18 +19,19 @@ import numpy as np
 from ..hdr import exposure
 from . import comfyui
 from .client import ComfyClient
+from .workflow import load_workflow
 
 WORKFLOWS = comfyui.PACK_ROOT / "workflows"
 DEFAULT_BASE = comfyui.PACK_ROOT / "demo-output"
 
 
 def run(workflow: str, base: Path, keep_server: bool) -> int:
-    prompt = json.loads((WORKFLOWS / f"{workflow}.api.json").read_text())
+    prompt = load_workflow(workflow)
     print(f"starting ComfyUI {comfyui.COMFYUI_VERSION} (CPU) with its folders in {base} ...")
     server = comfyui.start(base)
     try:
         client = ComfyClient(server.url)
-        print(f"queueing workflows/{workflow}.api.json on {server.url}")
+        print(f"queueing workflows/api/{workflow}.json on {server.url}")
         result = client.run(prompt)
         executed = [e for e in result.events if e["type"] == "executed"]
         print(f"done: {len(executed)} output nodes ran")

@@ -2,6 +2,7 @@
 
 from . import (
     analysis,
+    cfa,
     charts,
     colour,
     exr_io,
@@ -13,7 +14,7 @@ from . import (
     viewer,
 )
 
-_FAMILIES = (charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io,
+_FAMILIES = (cfa, charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io,
              sampling_io, ultrahdr_nodes)
 
 NODE_CLASS_MAPPINGS: dict = {}

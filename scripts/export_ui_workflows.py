@@ -1,4 +1,4 @@
-"""Write the UI-format twin of every ``workflows/*.api.json`` through the real frontend.
+"""Write the UI-format twin of every ``workflows/api/*.json`` through the real frontend.
 
 The frontend's own ``app.loadApiJson`` builds the graph and ``app.graph.serialize()``
 writes it, so the UI files are exactly what an artist's ComfyUI would save.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from comfyui_hdr.harness import comfyui
 from comfyui_hdr.harness.browser import comfy_page
+from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
@@ -31,10 +32,11 @@ async ([api, name]) => {
 def main() -> int:
     with tempfile.TemporaryDirectory() as base:
         server = comfyui.start(Path(base))
+        write_tiny_wan_set(server.models_dir)  # so the model menus hold the names
         try:
             with comfy_page(server.url) as page:
-                for api_file in sorted(WORKFLOWS.glob("*.api.json")):
-                    name = api_file.name.removesuffix(".api.json")
+                for api_file in sorted((WORKFLOWS / "api").glob("*.json")):
+                    name = api_file.stem
                     graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name])
                     (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
                     print(f"wrote workflows/{name}.json")

@@ -52,26 +52,22 @@ def object_info(comfy_client) -> dict:
 
 @pytest.fixture(scope="session")
 def workflow_inputs(comfy_server) -> dict:
-    """Files the shipped workflows read from the server's input folder, made by the library:
-    plates/chart_0000N_.exr (the test chart at sun 8, 9, 10 stops, float) and
-    ultrahdr_example.jpg (the chart at sun 5 stops as an Ultra HDR JPEG)."""
-    import numpy as np
+    """Files the shipped workflows read from the server's input folder (harness.example_inputs)."""
+    from comfyui_hdr.harness.example_inputs import write_example_inputs
 
-    from comfyui_hdr.hdr import charts, exr, ultrahdr
-
-    plates = comfy_server.input_dir / "plates"
-    frames = np.stack([charts.test_chart(width=128, height=72, sun_stops=stops).numpy()
-                       for stops in (8.0, 9.0, 10.0)])
-    if not plates.exists():
-        plates.mkdir()
-        exr.write_exr_sequence(plates, "chart", frames, start_frame=1, pixel_type="float")
-    jpeg = comfy_server.input_dir / "ultrahdr_example.jpg"
-    if not jpeg.exists():
-        ultrahdr.write_ultrahdr(jpeg, charts.test_chart(width=256, height=144, sun_stops=5.0))
-    return {"plates": frames, "ultrahdr": jpeg}
+    return write_example_inputs(comfy_server.input_dir)
 
 
 @pytest.fixture(scope="session")
 def chart_plates(workflow_inputs):
     """The frames of plates/chart_0000N_.exr (see ``workflow_inputs``)."""
     return workflow_inputs["plates"]
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_models(comfy_server) -> dict:
+    """The tiny Wan 2.1 set (model, VAE, prompt embeddings) in the server's models folder,
+    as workflows/cfa_ldr_video* names them."""
+    from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
+
+    return write_tiny_wan_set(comfy_server.models_dir)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import comfyui_hdr
+from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, exr, ocio
 
 pytestmark = pytest.mark.comfy
@@ -18,7 +19,7 @@ ACES_SDR = ("sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
 
 
 def _api(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return load_workflow(name)
 
 
 def _save_float(node: str, prefix: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 import comfyui_hdr
+from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, exr, merge, tonemap, transfer, ultrahdr
 
 pytestmark = pytest.mark.comfy
@@ -18,7 +18,7 @@ WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 
 
 def _api(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return load_workflow(name)
 
 
 def _saved(comfy_server, entry: dict) -> Path:

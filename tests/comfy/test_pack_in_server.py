@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import comfyui_hdr
+from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, transfer
 
 pytestmark = pytest.mark.comfy
@@ -17,7 +17,7 @@ WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 
 
 def _load_api(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.api.json").read_text())
+    return load_workflow(name)
 
 
 def test_pack_imports_without_errors_in_the_server_log(comfy_server, object_info):

@@ -6,6 +6,7 @@ import colour
 import numpy as np
 import pytest
 import torch
+
 from comfyui_hdr.hdr import charts, gamut
 
 CHECKER = colour.CCS_COLOURCHECKERS["ColorChecker24 - After November 2014"]

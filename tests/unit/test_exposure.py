@@ -8,6 +8,7 @@ import colour
 import numpy as np
 import pytest
 import torch
+
 from comfyui_hdr.hdr import exposure, gamut
 
 REC709_Y = colour.RGB_COLOURSPACES["ITU-R BT.709"].matrix_RGB_to_XYZ[1]

@@ -9,6 +9,7 @@ import numpy as np
 import PyOpenColorIO as ocio
 import pytest
 import torch
+
 from comfyui_hdr.hdr import gamut
 
 COLOUR_NAMES = {

@@ -1,0 +1,31 @@
+"""Import ComfyUI's own modules in this process (CPU), for tests and model tools.
+
+The installed ComfyUI folder goes on ``sys.path`` and ``args.cpu`` is set before
+``comfy.model_management`` is imported, so it never probes CUDA (COMFYUI_HARNESS.md,
+"Importing ComfyUI modules in-process").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from . import comfyui
+
+
+def use_comfyui(home: Path | None = None) -> Path:
+    """Make ``import comfy`` work here; returns the ComfyUI folder. Raises RuntimeError
+    with the install command when ComfyUI is not installed (never a silent skip)."""
+    home = Path(home or os.environ.get("COMFYUI_HDR_HOME", comfyui.DEFAULT_HOME))
+    folder = comfyui.comfyui_dir(home)
+    if not (folder / "comfy" / "model_management.py").is_file():
+        raise RuntimeError(f"ComfyUI is not installed in {folder}; run "
+                           "`python -m comfyui_hdr.harness install` (scripts/setup_env.sh "
+                           "does it)")
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    from comfy.cli_args import args
+
+    args.cpu = True
+    return folder
