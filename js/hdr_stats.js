@@ -1,9 +1,12 @@
 // Shows the text an HDR node returns in its UI message (`ui.text`) inside the node:
-// "HDR Stats" prints peak, percentiles and headroom here after each run.
+// "HDR Stats" prints peak, percentiles and headroom; "Save EXR" the files it wrote; the
+// CFA nodes which exposure branches are off; "Gain Map Merge" any resampling it did.
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
-const TEXT_NODES = new Set(["HDRStats"]);
+const TEXT_NODES = new Set([
+  "HDRStats", "HDRSaveEXR", "HDRGainMapMerge", "HDRCFAPatch", "HDRCFASampler",
+]);
 const WIDGET_NAME = "hdr_text";
 
 function showText(node, lines) {

@@ -93,8 +93,22 @@ class HDRCFAPatch:
         }
 
     def patch(self, model, masks, alpha_over, alpha_under, over=None, under=None):
-        return (apply_cfa_patch(model, over, under, _check_masks(masks), alpha_over,
-                                alpha_under),)
+        patched = apply_cfa_patch(model, over, under, _check_masks(masks), alpha_over,
+                                  alpha_under)
+        return {"ui": {"text": _branch_notes(over, under, alpha_over, alpha_under)},
+                "result": (patched,)}
+
+
+def _branch_notes(over, under, alpha_over: float, alpha_under: float) -> list[str]:
+    """What the UI says about branches that are off (no prompt, or strength 0)."""
+    notes = []
+    for name, cond, alpha in (("over-exposed", over, alpha_over),
+                              ("under-exposed", under, alpha_under)):
+        if not cond:
+            notes.append(f"{name} branch off: no prompt connected")
+        elif alpha == 0:
+            notes.append(f"{name} branch off: strength 0")
+    return notes or ["over- and under-exposed branches on"]
 
 
 def _encode(clip, text: str | None):
@@ -189,7 +203,8 @@ class HDRCFASampler:
             samples = self._windows(model, positive, negative, latent, masks, seed, steps, cfg,
                                     sampler_name, scheduler, denoise, alpha_over, alpha_under,
                                     window_frames, window_stride, over, under)
-        return ({**latent_image, "samples": samples},)
+        return {"ui": {"text": _branch_notes(over, under, alpha_over, alpha_under)},
+                "result": ({**latent_image, "samples": samples},)}
 
     @staticmethod
     def _windows(model, positive, negative, latent, masks, seed, steps, cfg, sampler_name,

@@ -19,9 +19,17 @@ from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
+# Nodes that grow an HDR viewer (js/hdr_viewer.js) after a run get its height reserved
+# before the layout, so the viewer never covers the node below.
+VIEWER_NODES = ["HDRPreview", "HDRSaveEXR", "HDROCIODisplayPreview", "HDRVAEDecode"]
+VIEWER_HEIGHT = 460
+
 SERIALIZE_JS = """
-async ([api, name]) => {
+async ([api, name, viewerNodes, viewerHeight]) => {
   await app.loadApiJson(api, name);
+  for (const node of app.graph.nodes) {
+    if (viewerNodes.includes(node.type)) node.size[1] += viewerHeight;
+  }
   app.graph.arrange?.(80);
   // Through JSON so undefined fields are dropped (the frontend's schema refuses nulls).
   return JSON.parse(JSON.stringify(app.graph.serialize()));
@@ -37,7 +45,8 @@ def main() -> int:
             with comfy_page(server.url) as page:
                 for api_file in sorted((WORKFLOWS / "api").glob("*.json")):
                     name = api_file.stem
-                    graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name])
+                    graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name,
+                                                         VIEWER_NODES, VIEWER_HEIGHT])
                     (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
                     print(f"wrote workflows/{name}.json")
         finally:

@@ -28,6 +28,7 @@ def _frames(comfy_server, result) -> np.ndarray:
 def test_cfa_workflow_writes_a_scene_linear_clip_and_the_routing_changes_it(
         comfy_server, comfy_client, tiny_wan_models):
     routed = comfy_client.run(_api())
+    assert routed.outputs["12"]["text"] == ["over- and under-exposed branches on"]
     frames = _frames(comfy_server, routed)
     assert frames.shape == (9, 64, 64, 3)  # 9 frames in, 3 latent frames, 2 windows, 9 out
     assert np.isfinite(frames).all() and frames.max() > 1.0  # log-gamma decode: HDR range
@@ -35,7 +36,10 @@ def test_cfa_workflow_writes_a_scene_linear_clip_and_the_routing_changes_it(
     prompt = _api()
     prompt["12"]["inputs"].update(alpha_over=0.0, alpha_under=0.0)
     prompt["15"]["inputs"]["filename_prefix"] = "test/cfa_off"
-    unrouted = _frames(comfy_server, comfy_client.run(prompt))
+    off = comfy_client.run(prompt)
+    assert off.outputs["12"]["text"] == ["over-exposed branch off: strength 0",
+                                         "under-exposed branch off: strength 0"]
+    unrouted = _frames(comfy_server, off)
     # Strength 0 is the plain model; strength 1 routes the over/under prompts somewhere.
     assert np.abs(frames - unrouted).max() > 1e-3
 

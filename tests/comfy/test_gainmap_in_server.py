@@ -96,3 +96,16 @@ def test_load_ultrahdr_refuses_a_plain_jpeg_unless_asked(comfy_server, comfy_cli
     prompt["1"]["inputs"]["sdr_only_ok"] = True
     result = comfy_client.run(prompt)
     assert result.outputs["2"]["hdr_arrays"]
+
+
+def test_brackets_workflow_recovers_the_scene_within_the_covered_range(comfy_server,
+                                                                       comfy_client):
+    result = comfy_client.run(load_workflow("brackets_merge"))
+    (entry,) = result.outputs["10"]["exr_files"]
+    merged = exr.read_exr(_saved(comfy_server, entry)).pixels
+    chart = charts.test_chart(width=256, height=144, sun_stops=6.0).numpy()
+    # Brackets at -2/0/+2 stops, unquantised sRGB codes, clipped at code 0.98: values from
+    # about 2^-8 up to 0.98 * 4 are covered by some bracket. Half-float storage: 2^-11.
+    covered = (chart > 2**-8) & (chart < 3.5)
+    error = np.abs(merged - chart)[covered] / chart[covered]
+    assert np.median(error) < 1e-3 and error.max() < 0.02
