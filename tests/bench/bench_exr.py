@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import OpenEXR
 import OpenImageIO as oiio
+from _bench import hdr_frame, race
 
 from comfyui_hdr.hdr.exr import read_exr, write_exr
 
@@ -30,25 +30,7 @@ CODECS = {"zip": OpenEXR.ZIP_COMPRESSION, "piz": OpenEXR.PIZ_COMPRESSION,
 
 
 def frame() -> np.ndarray:
-    """A render-like 4K frame: a smooth 10-stop ramp lit by a soft highlight, 1% grain."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    ramp = 0.18 * 2.0 ** (10 * x / WIDTH - 5)
-    light = 1 + 8 * np.exp(-((x - WIDTH / 3) ** 2 + (y - HEIGHT / 2) ** 2) / (2 * 300.0**2))
-    rgb = np.stack([ramp * light, 0.9 * ramp * light, 1.1 * ramp], -1)
-    return (rgb * (1 + 0.01 * rng.standard_normal(rgb.shape, np.float32))).astype(np.float32)
-
-
-def race(*functions) -> list[float]:
-    """Best time of each function over RUNS rounds, interleaved so that load from other
-    processes on the machine hits every contender alike."""
-    times = [[] for _ in functions]
-    for _ in range(RUNS):
-        for function, spent in zip(functions, times, strict=True):
-            start = time.perf_counter()
-            function()
-            spent.append(time.perf_counter() - start)
-    return [min(spent) for spent in times]
+    return hdr_frame(HEIGHT, WIDTH, low_stops=-5.0)
 
 
 def raw_write(path: Path, pixels: np.ndarray, compression) -> None:
@@ -77,15 +59,15 @@ def bench_codec(folder: str, name: str, pixels: np.ndarray) -> list[tuple]:
     compression = CODECS[name]
     ours_path, raw_path = Path(folder, f"ours_{name}.exr"), Path(folder, f"raw_{name}.exr")
     oiio_path = Path(folder, f"oiio_{name}.exr")
-    rows = [("write f32->half", *race(
+    rows = [("write f32->half", *race(RUNS,
         lambda: raw_write(raw_path, pixels, compression),
         lambda: write_exr(ours_path, pixels, compression=name, overwrite=True),
         lambda: oiio_write(oiio_path, pixels, name)))]
-    rows.append(("read -> f32", *race(
+    rows.append(("read -> f32", *race(RUNS,
         lambda: OpenEXR.File(str(raw_path)).channels()["RGB"].pixels.astype(np.float32),
         lambda: read_exr(ours_path),
         lambda: oiio_read(raw_path))))
-    rows.append(("read -> half", *race(
+    rows.append(("read -> half", *race(RUNS,
         lambda: OpenEXR.File(str(raw_path)).channels()["RGB"].pixels,
         lambda: read_exr(ours_path, dtype=None)), float("nan")))
     rows.append(("file MiB", raw_path.stat().st_size / 2**20,

@@ -14,11 +14,11 @@ and the ratio ours / libultrahdr for the same work; no asserts. Target: <= 1.5x.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import OpenImageIO as oiio
+from _bench import hdr_frame, race
 
 from comfyui_hdr.hdr.ultrahdr import read_ultrahdr, write_ultrahdr
 
@@ -27,26 +27,7 @@ RUNS = 3
 
 
 def frame() -> np.ndarray:
-    """A render-like 4K frame: a 10-stop ramp lit by a soft highlight (peak ~40, under
-    libultrahdr's 49.3 output clamp), 1% grain."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
-    ramp = 0.18 * 2.0 ** (10 * x / WIDTH - 6)
-    light = 1 + 8 * np.exp(-((x - WIDTH / 3) ** 2 + (y - HEIGHT / 2) ** 2) / (2 * 300.0**2))
-    rgb = np.stack([ramp * light, 0.9 * ramp * light, 1.1 * ramp], -1)
-    return (rgb * (1 + 0.01 * rng.standard_normal(rgb.shape, np.float32))).astype(np.float32)
-
-
-def race(*functions) -> list[float]:
-    """Best time of each function over RUNS rounds, interleaved so that load from other
-    processes on the machine hits every contender alike."""
-    times = [[] for _ in functions]
-    for _ in range(RUNS):
-        for function, spent in zip(functions, times, strict=True):
-            start = time.perf_counter()
-            function()
-            spent.append(time.perf_counter() - start)
-    return [min(spent) for spent in times]
+    return hdr_frame(HEIGHT, WIDTH, low_stops=-6.0)
 
 
 def oiio_write(path: Path, pixels: np.ndarray) -> None:
@@ -70,10 +51,10 @@ def main() -> None:
     pixels = frame()
     with tempfile.TemporaryDirectory() as folder:
         ours_path, oiio_path = Path(folder, "ours.jpg"), Path(folder, "oiio.jpg")
-        rows = [("extract + encode", *race(
+        rows = [("extract + encode", *race(RUNS,
             lambda: write_ultrahdr(ours_path, pixels, overwrite=True),
             lambda: oiio_write(oiio_path, pixels)))]
-        rows += [(f"decode {name} file", *race(lambda path=path: read_ultrahdr(path).hdr,
+        rows += [(f"decode {name} file", *race(RUNS, lambda path=path: read_ultrahdr(path).hdr,
                                                lambda path=path: oiio_read(path)))
                  for name, path in (("our", ours_path), ("libultrahdr's", oiio_path))]
         sizes = ours_path.stat().st_size, oiio_path.stat().st_size

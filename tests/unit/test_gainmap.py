@@ -2,12 +2,12 @@
 binary box and hdrgm XMP against an independent parser written from the standard."""
 
 import math
-from fractions import Fraction
 
 import colour
 import numpy as np
 import pytest
 import torch
+from _iso21496_oracle import parse_iso_21496_1
 
 from comfyui_hdr.hdr.gainmap import (
     apply_gain_map,
@@ -147,34 +147,7 @@ def test_gmodiff_gain_is_mu_law_of_normalised_log2_gain_and_round_trips():
     np.testing.assert_allclose(gmodiff_decode_gain(gain, ldr, q_max), hdr, rtol=1e-10)
 
 
-# --- metadata: an independent reader of the ISO 21496-1 clause 6 field table -----------
-
-def parse_iso_21496_1(data: bytes) -> dict:
-    """Read GainMapMetadata() field by field: u16 minimum_version, u16 writer_version,
-    u1 is_multichannel, u1 use_base_colour_space, u6 reserved, u32/u32 base and alternate
-    headroom, then per channel s32/u32 min, s32/u32 max, u32/u32 gamma, s32/u32 base
-    offset, s32/u32 alternate offset."""
-    position = 0
-
-    def take(size, signed=False):
-        nonlocal position
-        value = int.from_bytes(data[position:position + size], "big", signed=signed)
-        position += size
-        return value
-
-    fields = {"minimum_version": take(2), "writer_version": take(2)}
-    flags = take(1)
-    fields["is_multichannel"] = flags >> 7
-    fields["use_base_colour_space"] = (flags >> 6) & 1
-    fields["reserved"] = flags & 0x3F
-    for name in ("base_hdr_headroom", "alternate_hdr_headroom"):
-        fields[name] = Fraction(take(4), take(4))
-    for channel in range(3 if fields["is_multichannel"] else 1):
-        for name, signed in (("gain_map_min", True), ("gain_map_max", True), ("gamma", False),
-                             ("base_offset", True), ("alternate_offset", True)):
-            fields[f"{name}_{channel}"] = Fraction(take(4, signed), take(4))
-    fields["size"] = position
-    return fields
+# --- metadata: checked with the independent reader in _iso21496_oracle.py -------------
 
 
 METADATA_3 = GainMapMetadata(

@@ -10,6 +10,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from _iso21496_oracle import parse_iso_21496_1
 from PIL import Image, JpegImagePlugin
 
 from comfyui_hdr.hdr.charts import test_chart
@@ -86,30 +87,6 @@ def mp_entries(data: bytes) -> tuple[int, list[tuple[int, int, int]]]:
     return tiff, entries
 
 
-def parse_iso_21496_1(data: bytes) -> dict:
-    """ISO 21496-1 GainMapMetadata(): u16 minimum_version, u16 writer_version, u1
-    is_multichannel, u1 use_base_colour_space, u6 reserved, u32/u32 base and alternate
-    headroom, then per channel s32/u32 min, max; u32/u32 gamma; s32/u32 base and
-    alternate offset."""
-    fields, position = {}, 0
-
-    def take(size, signed=False):
-        nonlocal position
-        value = int.from_bytes(data[position:position + size], "big", signed=signed)
-        position += size
-        return value
-
-    fields["minimum_version"], fields["writer_version"], flags = take(2), take(2), take(1)
-    fields["is_multichannel"], fields["use_base_colour_space"] = flags >> 7, (flags >> 6) & 1
-    fields["reserved"] = flags & 0x3F
-    for name in ("base_hdr_headroom", "alternate_hdr_headroom"):
-        fields[name] = Fraction(take(4), take(4))
-    for channel in range(3 if fields["is_multichannel"] else 1):
-        for name, signed in (("gain_map_min", True), ("gain_map_max", True), ("gamma", False),
-                             ("base_offset", True), ("alternate_offset", True)):
-            fields[f"{name}_{channel}"] = Fraction(take(4, signed), take(4))
-    fields["size"] = position
-    return fields
 
 
 def gain_map_start(data: bytes) -> int:
