@@ -1,8 +1,9 @@
-"""The "HDR Test Chart" node: a ColorChecker, a stop ramp and a sun, with no files needed."""
+"""Built-in scene-linear sources that need no files: "HDR Test Chart" (ColorChecker, stop ramp,
+sun) and "Procedural HDR Scene" (sky, sun at 1e3-1e5, emissive and lit spheres)."""
 
 from __future__ import annotations
 
-from ..hdr import charts, gamut
+from ..hdr import charts, gamut, scenes
 from ._common import CATEGORY_CHARTS
 
 
@@ -34,5 +35,31 @@ class HDRTestChart:
         return (chart.unsqueeze(0).expand(frames, -1, -1, -1).contiguous(),)
 
 
-NODE_CLASS_MAPPINGS = {"HDRTestChart": HDRTestChart}
-NODE_DISPLAY_NAME_MAPPINGS = {"HDRTestChart": "HDR Test Chart"}
+class HDRProceduralScene:
+    CATEGORY = CATEGORY_CHARTS
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "render"
+    DESCRIPTION = ("A deterministic procedural HDR scene in scene-linear Rec.709: sky gradient, "
+                   "a sun disk at 1e3-1e5, emissive spheres and lit surfaces. One scene per "
+                   "seed; a batch renders consecutive seeds.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
+                             "tooltip": "Which scene (the same seed gives the same scene)."}),
+            "width": ("INT", {"default": 256, "min": 8, "max": 8192, "step": 8,
+                              "tooltip": "Width in pixels."}),
+            "height": ("INT", {"default": 256, "min": 8, "max": 8192, "step": 8,
+                               "tooltip": "Height in pixels."}),
+            "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": (
+                "Number of scenes (seeds seed, seed+1, ...).")}),
+        }}
+
+    def render(self, seed, width, height, batch_size):
+        return (scenes.hdr_scenes(range(seed, seed + batch_size), height, width),)
+
+
+NODE_CLASS_MAPPINGS = {"HDRTestChart": HDRTestChart, "HDRProceduralScene": HDRProceduralScene}
+NODE_DISPLAY_NAME_MAPPINGS = {"HDRTestChart": "HDR Test Chart",
+                              "HDRProceduralScene": "Procedural HDR Scene"}
