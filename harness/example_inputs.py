@@ -34,3 +34,12 @@ def write_example_inputs(input_dir: str | Path) -> dict:
         ultrahdr.write_ultrahdr(jpeg, charts.test_chart(width=256, height=144,
                                                         sun_stops=ULTRAHDR_SUN_STOPS))
     return {"plates": frames, "ultrahdr": jpeg}
+
+
+def prepare_server(input_dir: str | Path, models_dir: str | Path) -> dict:
+    """Everything the shipped workflows read: the example inputs and the tiny model sets
+    (``harness.tiny_models``). Returns ``{"plates", "ultrahdr", "wan", "hdr"}``."""
+    from .tiny_models import write_tiny_hdr_set, write_tiny_wan_set
+
+    return {**write_example_inputs(input_dir), "wan": write_tiny_wan_set(models_dir),
+            "hdr": write_tiny_hdr_set(models_dir)}

@@ -4,10 +4,17 @@ No weights can be downloaded here, so tests and the demo build the smallest mode
 ComfyUI's UNETLoader / VAELoader accept (COMFYUI_HARNESS.md, "Tiny models through
 ComfyUI's own loaders"), with seeded weights, and save them as safetensors into a ComfyUI
 models folder. ComfyUI's modules are imported in-process (:mod:`.inprocess`).
+
+The HDR set is what the pack's own loaders read: a dual-head HDR VAE directory in
+``models/vae_hdr`` ("Load HDR VAE") and a Qwen-Image-style DiT widened 16 -> 32 latent
+channels with its model card in ``models/diffusion_models`` ("Load HDR Diffusion Model",
+which builds the model from explicit dimensions, so it can be far smaller than anything
+ComfyUI's detection accepts).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -82,5 +89,96 @@ def write_tiny_wan_set(models_dir: Path) -> dict[str, str]:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file(prompt_embeddings(100 + seed), str(path))
+        names[role] = name
+    return names
+
+
+TINY_QWEN_IMAGE = {"num_layers": 1, "attention_head_dim": 32, "num_attention_heads": 2,
+                   "joint_attention_dim": 32, "axes_dims_rope": (4, 14, 14), "in_channels": 64,
+                   "out_channels": 16}
+"""A Qwen-Image DiT at 2 heads x 32 and text width 32 (16 latent channels before widening)."""
+TINY_HDR_VAE = {"block_out_channels": (16, 16, 16, 16), "layers_per_block": 1,
+                "norm_num_groups": 8, "down_block_types": ("DownEncoderBlock2D",) * 4,
+                "up_block_types": ("UpDecoderBlock2D",) * 4, "scene_log2_min": -12.0,
+                "scene_log2_max": 10.0}
+"""A dual-head HDR VAE with the full 8x compression at width 16 (code 0 = 0.5 scene-linear)."""
+TINY_HDR_VAE_LINEAR_GAIN = 0.25
+"""Scale of the random linear head's last layer, so its picture stays inside float16 for the
+viewer and still passes diffuse white: the hdr_vae_widened_dit workflow decodes to 0.053-9.25
+scene-linear, 13% of values above 1 (measured; unscaled, a unit-normal latent reaches 8e9)."""
+HDR_LATENT_CHANNELS = 32
+
+
+def tiny_qwen_image_state_dict(seed: int = 31) -> dict:
+    """The tiny 16-channel Qwen-Image DiT in ComfyUI's format (ComfyUI's own class)."""
+    use_comfyui()
+    import comfy.ops
+    from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
+
+    skeleton = QwenImageTransformer2DModel(device="meta", operations=comfy.ops.disable_weight_init,
+                                           **TINY_QWEN_IMAGE)
+    return seeded_state_dict(skeleton, seed, torch.float32)
+
+
+def hdr_model_card(family: str, channels: int = HDR_LATENT_CHANNELS, **model) -> dict:
+    """The JSON written beside a widened DiT (``<name>.json``) that Load HDR Diffusion Model
+    reads: family, latent channels in and out, the latent format and its colour encoding."""
+    card = {"family": family, "in_channels": channels, "out_channels": channels,
+            "latent_format": {"channels": channels, "scaling_factor": 1.0, "shift_factor": 0.0},
+            "colour_encoding": "HDR VAE latent (scene-linear, dual-head)"}
+    if model:
+        card["model"] = model
+    return card
+
+
+def write_widened_model(path: Path, state_dict: dict, family: str, mode: str = "copy",
+                        **model) -> Path:
+    """Widen a 16-channel ComfyUI-format DiT to 32 channels and save it with its model card."""
+    from ..hdr.models.widen import widen_state_dict
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(widen_state_dict(state_dict, family, HDR_LATENT_CHANNELS, mode), str(path))
+    card = {**hdr_model_card(family, **model), "widen_mode": mode}
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    return path
+
+
+def write_tiny_hdr_vae(directory: Path, seed: int = 11) -> Path:
+    """A randomly initialised tiny dual-head HDR VAE directory (config.json + safetensors)."""
+    from ..hdr.models.hdr_vae import HDRAutoencoder
+
+    directory = Path(directory)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        vae = HDRAutoencoder(**TINY_HDR_VAE)
+    with torch.no_grad():
+        conv_out = vae.linear_head.decoder.conv_out
+        conv_out.weight.mul_(TINY_HDR_VAE_LINEAR_GAIN)
+        conv_out.bias.mul_(TINY_HDR_VAE_LINEAR_GAIN)
+    vae.save_pretrained(directory, safe_serialization=True)
+    return directory
+
+
+def write_tiny_hdr_set(models_dir: Path) -> dict[str, str]:
+    """Write the tiny HDR VAE, the tiny widened Qwen-Image DiT (+ card) and two prompt
+    embeddings of its text width into a ComfyUI models folder; returns the names a
+    workflow uses (``vae``, ``model``, ``positive``, ``negative``)."""
+    models_dir = Path(models_dir)
+    names = {"vae": "tiny_hdr_vae", "model": "tiny_hdr_qwen_image_32ch.safetensors"}
+    vae_dir = models_dir / "vae_hdr" / names["vae"]
+    if not (vae_dir / "config.json").exists():
+        write_tiny_hdr_vae(vae_dir)
+    model_path = models_dir / "diffusion_models" / names["model"]
+    if not model_path.exists():
+        write_widened_model(model_path, tiny_qwen_image_state_dict(), "qwen_image",
+                            axes_dims_rope=list(TINY_QWEN_IMAGE["axes_dims_rope"]))
+    width = TINY_QWEN_IMAGE["joint_attention_dim"]
+    for seed, role in enumerate(("positive", "negative")):
+        name = f"tiny_qwen_image_{role}.safetensors"
+        path = models_dir / "prompt_embeddings" / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(prompt_embeddings(200 + seed, width=width), str(path))
         names[role] = name
     return names

@@ -7,6 +7,8 @@ from . import (
     colour,
     exr_io,
     gainmap_nodes,
+    hdr_model_nodes,
+    hdr_vae_nodes,
     ocio_nodes,
     raw_io,
     sampling_io,
@@ -15,7 +17,7 @@ from . import (
 )
 
 _FAMILIES = (cfa, charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io,
-             sampling_io, ultrahdr_nodes)
+             sampling_io, ultrahdr_nodes, hdr_vae_nodes, hdr_model_nodes)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

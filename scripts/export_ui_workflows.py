@@ -15,7 +15,7 @@ from pathlib import Path
 
 from comfyui_hdr.harness import comfyui
 from comfyui_hdr.harness.browser import comfy_page
-from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
+from comfyui_hdr.harness.example_inputs import prepare_server
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
@@ -40,7 +40,7 @@ async ([api, name, viewerNodes, viewerHeight]) => {
 def main() -> int:
     with tempfile.TemporaryDirectory() as base:
         server = comfyui.start(Path(base))
-        write_tiny_wan_set(server.models_dir)  # so the model menus hold the names
+        prepare_server(server.input_dir, server.models_dir)  # the menus hold the names
         try:
             with comfy_page(server.url) as page:
                 for api_file in sorted((WORKFLOWS / "api").glob("*.json")):

@@ -27,10 +27,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from comfyui_hdr.harness import comfyui
-from comfyui_hdr.harness.example_inputs import write_example_inputs
+from comfyui_hdr.harness.example_inputs import prepare_server
 from comfyui_hdr.harness.mcp_server import read_scene_linear
 from comfyui_hdr.harness.queue import queue_workflow
-from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
 from comfyui_hdr.harness.workflow import SHIPPED_WORKFLOWS, shipped_workflows
 from comfyui_hdr.hdr import exposure, transfer
 
@@ -93,8 +92,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as base:
         server = comfyui.start(Path(base))
         try:
-            write_example_inputs(server.input_dir)
-            write_tiny_wan_set(server.models_dir)
+            prepare_server(server.input_dir, server.models_dir)
             for name, paths in shipped_workflows().items():
                 if not paths["ui"].exists():
                     print(f"skipped {name}: no UI file (run scripts/export_ui_workflows.py)")

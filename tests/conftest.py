@@ -52,22 +52,27 @@ def object_info(comfy_client) -> dict:
 
 @pytest.fixture(scope="session")
 def workflow_inputs(comfy_server) -> dict:
-    """Files the shipped workflows read from the server's input folder (harness.example_inputs)."""
-    from comfyui_hdr.harness.example_inputs import write_example_inputs
+    """Everything the shipped workflows read (harness.example_inputs.prepare_server): the
+    example inputs in the input folder and the tiny Wan and HDR model sets in models/."""
+    from comfyui_hdr.harness.example_inputs import prepare_server
 
-    return write_example_inputs(comfy_server.input_dir)
+    return prepare_server(comfy_server.input_dir, comfy_server.models_dir)
 
 
 @pytest.fixture(scope="session")
 def chart_plates(workflow_inputs):
-    """The frames of plates/chart_0000N_.exr (see ``workflow_inputs``)."""
+    """The frames of plates/chart_0000N_.exr."""
     return workflow_inputs["plates"]
 
 
 @pytest.fixture(scope="session")
-def tiny_wan_models(comfy_server) -> dict:
-    """The tiny Wan 2.1 set (model, VAE, prompt embeddings) in the server's models folder,
-    as workflows/cfa_ldr_video* names them."""
-    from comfyui_hdr.harness.tiny_models import write_tiny_wan_set
+def tiny_wan_models(workflow_inputs) -> dict:
+    """The tiny Wan 2.1 set (model, VAE, prompt embeddings) as workflows/cfa_ldr_video uses."""
+    return workflow_inputs["wan"]
 
-    return write_tiny_wan_set(comfy_server.models_dir)
+
+@pytest.fixture(scope="session")
+def tiny_hdr_models(workflow_inputs) -> dict:
+    """The tiny HDR set (dual-head HDR VAE, widened Qwen-Image DiT + model card, prompt
+    embeddings) as workflows/hdr_vae_widened_dit uses."""
+    return workflow_inputs["hdr"]

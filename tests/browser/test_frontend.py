@@ -47,7 +47,7 @@ def test_every_shipped_workflow_has_both_formats():
 
 @pytest.mark.parametrize("name", WORKFLOW_NAMES)
 def test_ui_workflow_is_the_twin_of_its_api_file_and_runs(page, artifacts_dir, workflow_inputs,
-                                                          tiny_wan_models, name):
+                                                          name):
     ui_graph = json.loads((WORKFLOWS / f"{name}.json").read_text())
     api_graph = load_workflow(name)
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", ui_graph)

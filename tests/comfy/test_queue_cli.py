@@ -70,7 +70,7 @@ def test_ui_workflow_converts_to_exactly_its_api_twin(object_info, name):
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_queue_runs_each_workflow_in_both_formats_with_identical_outputs(
-        comfy_server, workflow_inputs, tiny_wan_models, tmp_path, name):
+        comfy_server, workflow_inputs, tmp_path, name):
     formats = {"api": SHIPPED[name]["api"]}
     if SHIPPED[name]["ui"].exists():
         formats["ui"] = SHIPPED[name]["ui"]
