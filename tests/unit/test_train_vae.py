@@ -213,12 +213,13 @@ def test_python_m_runs_the_dispatcher_and_bad_input_exits_2(tmp_path):
                    if key != "ACCELERATE_MIXED_PRECISION"} | {"OMP_NUM_THREADS": "1"}
     usage = subprocess.run([sys.executable, "-m", "comfyui_hdr.training", "--help"],
                            capture_output=True, text=True, env=environment, check=True)
-    assert all(command in usage.stdout for command in ("train-vae", "widen", "evaluate"))
+    assert all(command in usage.stdout
+               for command in ("train-vae", "widen", "evaluate", "train-lora"))
     run = subprocess.run([sys.executable, "-m", "comfyui_hdr.training", "train-vae",
                           *arguments(tmp_path, "--mixed-precision", "fp16")],
                          capture_output=True, text=True, env=environment)
     assert run.returncode == 2
     assert "train-vae: error: --mixed-precision is fp16" in run.stderr
-    unknown = subprocess.run([sys.executable, "-m", "comfyui_hdr.training", "train-lora"],
+    unknown = subprocess.run([sys.executable, "-m", "comfyui_hdr.training", "train-everything"],
                              capture_output=True, text=True, env=environment)
-    assert unknown.returncode == 2 and "unknown command 'train-lora'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown command 'train-everything'" in unknown.stderr
