@@ -5,7 +5,7 @@ import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const TEXT_NODES = new Set([
-  "HDRStats", "HDRSaveEXR", "HDRGainMapMerge", "HDRCFAPatch", "HDRCFASampler",
+  "HDRStats", "HDRMetrics", "HDRSaveEXR", "HDRGainMapMerge", "HDRCFAPatch", "HDRCFASampler",
 ]);
 const WIDGET_NAME = "hdr_text";
 

@@ -9,6 +9,7 @@ from . import (
     gainmap_nodes,
     hdr_model_nodes,
     hdr_vae_nodes,
+    metrics_nodes,
     ocio_nodes,
     raw_io,
     sampling_io,
@@ -16,8 +17,10 @@ from . import (
     viewer,
 )
 
-_FAMILIES = (cfa, charts, colour, ocio_nodes, gainmap_nodes, analysis, viewer, exr_io, raw_io,
-             sampling_io, ultrahdr_nodes, hdr_vae_nodes, hdr_model_nodes)
+_FAMILIES = (
+    charts, colour, ocio_nodes, gainmap_nodes, analysis, metrics_nodes, viewer, exr_io, raw_io,
+    ultrahdr_nodes, sampling_io, cfa, hdr_vae_nodes, hdr_model_nodes,
+)
 
 NODE_CLASS_MAPPINGS: dict = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict = {}

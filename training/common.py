@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..hdr.atomic import atomic_path
-from ..hdr.models.hdr_vae import _PICKLE_SUFFIXES
+from ..hdr.models.checkpoint_dir import check_safetensors_dir
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -159,29 +159,6 @@ def write_json(path: str | os.PathLike, payload: Any, overwrite: bool = True) ->
     with atomic_path(path, overwrite=overwrite) as temporary:
         temporary.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return Path(path)
-
-
-def check_safetensors_dir(path: str | os.PathLike, argument: str) -> dict:
-    """Check a diffusers model directory and return its ``config.json``.
-
-    Raises ``ValueError`` naming ``argument`` if ``path`` is not a directory, has no
-    ``config.json`` or holds no ``*.safetensors`` (a pickle checkpoint is refused: loading
-    one can run code).
-    """
-    directory = Path(path)
-    if not directory.is_dir():
-        raise ValueError(f"{argument} {directory} is not a directory; point it at a diffusers "
-                         "model folder (config.json + *.safetensors)")
-    if not (directory / "config.json").is_file():
-        raise ValueError(f"{argument} {directory} has no config.json; point it at the folder "
-                         "save_pretrained wrote")
-    if not any(directory.glob("*.safetensors")):
-        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-        found = f"only a pickle checkpoint ({', '.join(pickles)})" if pickles else "no weights"
-        raise ValueError(f"{argument} {directory} holds {found}; only safetensors are read "
-                         "(pickles can run code): re-save it with save_pretrained(..., "
-                         "safe_serialization=True)")
-    return json.loads((directory / "config.json").read_text(encoding="utf-8"))
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:

@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.models.hdr_vae import _PICKLE_SUFFIXES
+from ..hdr.models.checkpoint_dir import PICKLE_SUFFIXES
 from ..hdr.models.widen import COMFY_LAYOUTS, DIFFUSERS_LAYOUTS, MODES, widen_state_dict
 from .common import check_safetensors_dir
 
@@ -184,7 +184,7 @@ def widen_safetensors_file(source: str | os.PathLike, destination: str | os.Path
                            overwrite: bool = False) -> None:
     """Widen a ComfyUI-format diffusion model ``.safetensors`` (keys may carry a prefix)."""
     source, destination = Path(source), Path(destination)
-    if source.suffix in _PICKLE_SUFFIXES:
+    if source.suffix in PICKLE_SUFFIXES:
         raise ValueError(f"INPUT {source} is a pickle checkpoint; only safetensors are read "
                          "(pickles can run code): convert it to .safetensors first")
     if not source.is_file() or source.suffix != ".safetensors":

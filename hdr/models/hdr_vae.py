@@ -39,6 +39,7 @@ from torch import nn
 from ..gamut import luminance
 from ..tonemap import TONE_MAPPERS, get_tone_mapper
 from ..transfer import srgb_encode
+from .checkpoint_dir import check_safetensors_dir
 from .tiling import decode_tiled
 from .warm_start import copy_autoencoder_kl
 
@@ -53,7 +54,6 @@ __all__ = [
     "vae_loss",
 ]
 
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 @dataclass
@@ -399,14 +399,7 @@ def load_hdr_vae(path: str | Path) -> HDRAutoencoder:
     arbitrary code.
     """
     directory = Path(path)
-    if not (directory / "config.json").is_file():
-        raise ValueError(f"{directory} is not an HDR VAE directory: config.json is missing; "
-                         "point at the folder HDRAutoencoder.save_pretrained wrote")
-    if not any(directory.glob("*.safetensors")):
-        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-        found = f"only a pickle checkpoint ({', '.join(pickles)})" if pickles else "no weights"
-        raise ValueError(f"{directory} holds {found}; only safetensors are loaded (pickles can "
-                         "run code): re-save it with save_pretrained(..., safe_serialization=True)")
+    check_safetensors_dir(directory, "HDR VAE folder")
     class_name = HDRAutoencoder.load_config(directory).get("_class_name")
     if class_name != HDRAutoencoder.__name__:
         raise ValueError(f"{directory} holds a {class_name}, not an HDRAutoencoder; convert a "

@@ -87,3 +87,24 @@ def test_identical_prompt_is_served_from_cache_and_a_changed_one_writes_anew(com
     expected = charts.test_chart(width=256, height=144, gamut="rec709", sun_stops=7.0)
     np.testing.assert_array_equal(_saved_array(comfy_server, third.outputs, "6")[0],
                                   expected.numpy())
+
+
+def test_hdr_metrics_node_reports_the_library_numbers(comfy_server, comfy_client):
+    import json
+
+    from comfyui_hdr.hdr import metrics
+
+    chart = charts.test_chart(width=96, height=64).numpy()
+    np.save(comfy_server.input_dir / "metrics_truth.npy", chart)
+    np.save(comfy_server.input_dir / "metrics_test.npy", chart * 1.1)
+    prompt = {
+        "1": {"class_type": "HDRLoadFloatArray", "inputs": {"array": "metrics_test.npy"}},
+        "2": {"class_type": "HDRLoadFloatArray", "inputs": {"array": "metrics_truth.npy"}},
+        "3": {"class_type": "HDRMetrics", "inputs": {"image": ["1", 0], "reference": ["2", 0],
+                                                     "nits_at_1": 100.0, "jod": False}},
+    }
+    (text,) = comfy_client.run(prompt).outputs["3"]["text"]
+    expected = metrics.hdr_metrics(chart * 1.1, chart, nits_at_1=100.0)
+    assert f"pu21_psnr: {expected['pu21_psnr']:.4g}" in text
+    assert f"pq_psnr: {expected['pq_psnr']:.4g}" in text
+    assert json.loads(json.dumps(expected))["delta_e_itp"] > 0
