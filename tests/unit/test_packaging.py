@@ -66,3 +66,12 @@ def test_no_module_of_the_pack_imports_a_top_level_nodes_or_comfyui_module_eager
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] not in comfy_modules | {"comfyui_hdr"}, (relative, name)
+
+
+def test_readme_node_table_names_every_node_of_the_pack():
+    import comfyui_hdr
+
+    table = [line for line in (REPO / "README.md").read_text().splitlines()
+             if line.startswith("| ")]
+    for name in comfyui_hdr.NODE_DISPLAY_NAME_MAPPINGS.values():
+        assert any(name in line for line in table), f"{name} is not in the README's node table"
