@@ -38,11 +38,14 @@ def write_example_inputs(input_dir: str | Path) -> dict:
 
 def prepare_server(input_dir: str | Path, models_dir: str | Path) -> dict:
     """Everything the shipped workflows read: the example inputs, the tiny model sets
-    (``harness.tiny_models``) and the demo's trained HDR VAE (``harness.demo_models``, a few
-    CPU seconds of ``train-vae`` the first time). Returns ``{"plates", "ultrahdr", "wan",
-    "hdr"}`` (``hdr`` also names the demo VAE as ``demo_vae``)."""
+    (``harness.tiny_models``), the demo's trained HDR VAE (``harness.demo_models``, a few
+    CPU seconds of ``train-vae`` the first time) and the tiny Wan base with its LogC4 LoRA
+    (``harness.lora_example``, a few CPU seconds of ``train-lora`` the first time). Returns
+    ``{"plates", "ultrahdr", "wan", "hdr", "lora"}`` (``hdr`` also names the demo VAE as
+    ``demo_vae``)."""
     from .demo_models import build_demo_models
+    from .lora_example import write_tiny_logc4_lora
     from .tiny_models import write_tiny_wan_set
 
     return {**write_example_inputs(input_dir), "wan": write_tiny_wan_set(models_dir),
-            "hdr": build_demo_models(models_dir)}
+            "hdr": build_demo_models(models_dir), "lora": write_tiny_logc4_lora(models_dir)}
