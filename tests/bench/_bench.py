@@ -28,3 +28,12 @@ def race(runs: int, *functions) -> list[float]:
             function()
             spent.append(time.perf_counter() - start)
     return [min(spent) for spent in times]
+
+
+def best_times(methods: dict, rounds: int, warm_up: bool = False) -> dict[str, float]:
+    """Best seconds of each named method over ``rounds`` interleaved rounds (optionally run
+    once first to warm caches, the allocator and lazily built processors)."""
+    if warm_up:
+        for method in methods.values():
+            method()
+    return dict(zip(methods, race(rounds, *methods.values()), strict=True))

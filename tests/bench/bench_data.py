@@ -13,8 +13,9 @@ loading is the bottleneck (DataLoader workers scale it by about the number of co
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
+
+from _bench import best_times
 
 from comfyui_hdr.hdr.degrade import DegradationConfig
 from comfyui_hdr.hdr.exr import read_exr, write_exr
@@ -24,15 +25,6 @@ from comfyui_hdr.training.data import ExrFolderDataset, ProceduralScenes
 FRAMES, SIZE, CROP, RUNS = 24, 512, 256, 3
 
 
-def race(**contenders) -> dict[str, float]:
-    """Best seconds per contender over RUNS rounds, interleaved so machine load hits all."""
-    best = dict.fromkeys(contenders, float("inf"))
-    for _ in range(RUNS):
-        for name, function in contenders.items():
-            start = time.perf_counter()
-            function()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -47,13 +39,13 @@ def main() -> None:
         clips = ExrFolderDataset(folder, frames_per_clip=8, crop=CROP,
                                  degradation=DegradationConfig())
         scenes = ProceduralScenes(FRAMES, CROP, degradation=DegradationConfig())
-        times = race(
+        times = best_times(dict(
             raw_read_exr=lambda: [read_exr(path) for path in paths],
             dataset_crop=lambda: [cropped[i] for i in range(len(cropped))],
             dataset_crop_degrade=lambda: [degraded[i] for i in range(len(degraded))],
             dataset_8_frame_clips_degrade=lambda: [clips[i] for i in range(len(clips))],
             procedural_degrade=lambda: [scenes[i] for i in range(len(scenes))],
-        )
+        ), RUNS)
     print(f"{FRAMES} frames {SIZE}x{SIZE} float EXR, crop {CROP}, best of {RUNS}, one process")
     for name, seconds in times.items():
         print(f"{name:32s} {FRAMES / seconds:8.1f} frames/s   "

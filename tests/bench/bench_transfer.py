@@ -8,31 +8,17 @@ nothing about time.
 from __future__ import annotations
 
 import os
-import time
 
 import colour
 import colour.models as cm
 import numpy as np
 import PyOpenColorIO as OCIO
 import torch
+from _bench import best_times
 
 from comfyui_hdr.hdr.transfer import logc4_decode, logc4_encode
 
 HEIGHT, WIDTH = 2160, 3840
-
-
-def _best_times(methods: dict, rounds: int) -> dict:
-    """Best wall time of each method, timed in interleaved rounds so that load from other
-    processes falls on every method alike."""
-    for run in methods.values():
-        run()  # warm up caches, the allocator and OCIO's processor
-    best = dict.fromkeys(methods, float("inf"))
-    for _ in range(rounds):
-        for name, run in methods.items():
-            start = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def _ocio_logc4_processors():
@@ -71,7 +57,7 @@ def main() -> None:
         finally:
             torch.set_num_threads(threads)
 
-    timings = _best_times(
+    timings = best_times(
         {
             "ocio CPU processor (lossless)": ocio,
             "ours, torch": lambda: logc4_decode(logc4_encode(tensor)),
@@ -85,7 +71,7 @@ def main() -> None:
                 np.copyto(buffer, frame),
             ),
         },
-        rounds=5,
+        rounds=5, warm_up=True,
     )
     restored = logc4_decode(logc4_encode(frame))
     ocio()
