@@ -2,7 +2,9 @@
 
 The bytes go to a hidden temporary file in the destination folder, are fsynced, and the
 file is then moved into place with a hard link (which fails if the name exists, so an
-existing file is never replaced unless ``overwrite`` is set) or ``os.replace``.
+existing file is never replaced unless ``overwrite`` is set) or ``os.replace``. The file
+gets the permissions an ordinary ``open(path, "w")`` would (0666 minus the umask), not the
+owner-only mode of the temporary file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,18 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask (read without changing it where Linux allows)."""
+    try:
+        with open("/proc/self/status") as status:
+            umask = next(int(line.split()[1], 8) for line in status
+                         if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -33,6 +47,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         yield temporary_path
         with open(temporary_path, "rb+") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary_path, _file_mode())
         if overwrite:
             os.replace(temporary_path, final)
         else:
