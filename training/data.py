@@ -1,9 +1,10 @@
 """Training data: EXR sequences and images, procedural scenes, captions, crops, a latent cache.
 
 - :func:`discover_sources` finds EXR sequences (``frame_00001.exr``, ComfyUI's
-  ``name_00001_.exr``) and single EXR images under a folder, checks them (frame gaps and
-  mixed sizes are errors naming the files; frames with NaN/Inf are skipped with a warning
-  or refused) and reads each folder's optional ``caption.txt``.
+  ``name_00001_.exr``) and single EXR or Radiance ``.hdr`` images under a folder (HDRIs;
+  their pixels as stored, as OpenImageIO reads them: :mod:`hdr.radiance`), checks them
+  (frame gaps and mixed sizes are errors naming the files; frames with NaN/Inf are
+  skipped with a warning or refused) and reads each folder's optional ``caption.txt``.
 - :class:`ExrFolderDataset` and :class:`ProceduralScenes` are torch datasets of clips
   ``[T, H, W, 3]`` in scene-linear Rec.709, random or centre cropped (deterministic by
   seed and epoch), optionally paired with a degraded SDR reference (:mod:`hdr.degrade`);
@@ -33,9 +34,11 @@ from ..hdr.atomic import atomic_path
 from ..hdr.degrade import DegradationConfig, degrade_pair
 from ..hdr.exr import read_exr
 from ..hdr.gamut import convert_gamut, get_gamut
+from ..hdr.radiance import read_hdr
 from ..hdr.scenes import hdr_scene
 
 __all__ = [
+    "HDR_IMAGE_SUFFIXES",
     "Caption",
     "ExrFolderDataset",
     "LatentCache",
@@ -44,6 +47,7 @@ __all__ = [
     "collate",
     "discover_sources",
     "parse_caption",
+    "read_hdr_image",
     "weights_hash",
 ]
 
@@ -143,10 +147,21 @@ def _group(folder: Path, names: list[str]) -> list[tuple[str, list[tuple[int, Pa
     return sorted(sequences.items()) + singles
 
 
+HDR_IMAGE_SUFFIXES = (".exr", ".hdr", ".pic")
+"""Files a dataset reads: OpenEXR and Radiance RGBE."""
+
+
+def read_hdr_image(path: Path) -> np.ndarray:
+    """Scene-linear pixels ``[H, W, C]`` float32 of an EXR or Radiance file."""
+    if path.suffix.lower() == ".exr":
+        return read_exr(path).pixels
+    return read_hdr(path).pixels
+
+
 def _check_frames(name: str, paths: list[Path], nan_frames: str) -> tuple[int, int, list[bool]]:
     size, usable = None, []
     for path in paths:
-        pixels = read_exr(path).pixels
+        pixels = read_hdr_image(path)
         if pixels.ndim != 3 or pixels.shape[2] < 3:
             raise ValueError(f"{path} has channels {pixels.shape[2:]}; training needs RGB")
         if size is None:
@@ -166,9 +181,9 @@ def _check_frames(name: str, paths: list[Path], nan_frames: str) -> tuple[int, i
 def discover_sources(root: str | os.PathLike, nan_frames: str = "skip") -> list[Source]:
     """Find and check the EXR sequences and images under ``root`` (recursively).
 
-    In each folder, ``.exr`` files whose name ends in a frame number (``shot_00001.exr``,
-    ``shot_00001_.exr``, ``shot.0001.exr``) form one sequence per prefix; other ``.exr``
-    files are single images. Every frame is decoded once to check it.
+    In each folder, ``.exr`` (or ``.hdr``) files whose name ends in a frame number
+    (``shot_00001.exr``, ``shot_00001_.exr``, ``shot.0001.exr``) form one sequence per
+    prefix; other files are single images. Every frame is decoded once to check it.
 
     Parameters
     ----------
@@ -192,7 +207,7 @@ def discover_sources(root: str | os.PathLike, nan_frames: str = "skip") -> list[
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
         folder = Path(folder)
-        names = sorted(name for name in files if name.lower().endswith(".exr"))
+        names = sorted(name for name in files if name.lower().endswith(HDR_IMAGE_SUFFIXES))
         if not names:
             continue
         caption = _read_caption(folder)
@@ -206,7 +221,7 @@ def discover_sources(root: str | os.PathLike, nan_frames: str = "skip") -> list[
         warnings.warn(f"skipped {skipped} frames with NaN/Inf pixels under {root}",
                       stacklevel=2)
     if not sources:
-        raise ValueError(f"no .exr files under {root}; check the folder")
+        raise ValueError(f"no .exr or .hdr files under {root}; check the folder")
     return sources
 
 
@@ -320,7 +335,7 @@ class ExrFolderDataset(_ClipDataset):
         paths = source.paths[start:start + self.frames_per_clip]
         box = self._box(index, source.height, source.width)
         top, left, height, width = box
-        clip = torch.stack([torch.from_numpy(read_exr(path).pixels[top:top + height,
+        clip = torch.stack([torch.from_numpy(read_hdr_image(path)[top:top + height,
                                                                    left:left + width, :3])
                             for path in paths])
         if self.gamut.name != "rec709":

@@ -11,6 +11,7 @@ import torch
 
 from comfyui_hdr.hdr.degrade import DegradationConfig
 from comfyui_hdr.hdr.exr import write_exr
+from comfyui_hdr.hdr.radiance import read_hdr, write_hdr
 from comfyui_hdr.hdr.scenes import hdr_scene
 from comfyui_hdr.training.data import (
     Caption,
@@ -58,6 +59,23 @@ def test_discovers_sequences_comfyui_names_and_single_images(library):
     assert (sources[1].height, sources[1].width) == (8, 12)
     assert sources[2].caption == Caption("sun glare on the water", "the pier's shadow")
     assert sources[1].caption is None
+
+
+def test_radiance_hdr_images_and_sequences_are_sources_read_as_openimageio_reads_them(
+        tmp_path):
+    import OpenImageIO as oiio
+
+    write_hdr(tmp_path / "hdri.hdr", frame(3.0))
+    (tmp_path / "seq").mkdir()
+    for number in (1, 2):
+        write_hdr(tmp_path / "seq" / f"plate.{number:04d}.hdr", frame(number))
+    sources = discover_sources(tmp_path)
+    assert [(s.name, len(s.paths)) for s in sources] == [("hdri", 1), ("seq/plate.", 2)]
+    item = ExrFolderDataset(tmp_path)[0]
+    expected = oiio.ImageBuf(str(tmp_path / "hdri.hdr")).get_pixels(oiio.FLOAT)
+    # The RGBE file's own values (8-bit mantissas), exactly as OpenImageIO decodes them.
+    np.testing.assert_array_equal(item["hdr"][0].numpy(), expected)
+    np.testing.assert_array_equal(expected, read_hdr(tmp_path / "hdri.hdr").pixels)
 
 
 def test_frame_gap_is_an_error_naming_both_files(tmp_path):
