@@ -4,6 +4,7 @@
     python -m comfyui_hdr.training widen MODEL_DIR WIDENED_DIR --mode copy
     python -m comfyui_hdr.training evaluate --pred DIR --gt DIR --out DIR
     python -m comfyui_hdr.training train-lora --model DIR --vae DIR --prompt-embeddings F ...
+    python -m comfyui_hdr.training transform-analysis --vae DIR [--data EXR_FOLDER]
     accelerate launch -m comfyui_hdr.training train-vae ...
 
 ``COMMAND --help`` describes each; a command's module is imported only when it runs.
@@ -22,12 +23,14 @@ COMMANDS = {
     "widen": ("widen_cli", "widen a DiT's latent input and prediction 16 -> 32 channels"),
     "evaluate": ("evaluate", "measure HDR predictions against ground truth"),
     "train-lora": ("lora", "train a log-space HDR LoRA (text-to-HDR or SDR-reference)"),
+    "transform-analysis": ("transform_analysis",
+                           "compare log curves for a frozen VAE (LumiVid Table 1)"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: python -m comfyui_hdr.training COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:10s} {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines += [f"  {name:18s} {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
 
 
