@@ -40,12 +40,13 @@ def prepare_server(input_dir: str | Path, models_dir: str | Path) -> dict:
     """Everything the shipped workflows read: the example inputs, the tiny model sets
     (``harness.tiny_models``), the demo's trained HDR VAE (``harness.demo_models``, a few
     CPU seconds of ``train-vae`` the first time) and the tiny Wan base with its LogC4 LoRA
-    (``harness.lora_example``, a few CPU seconds of ``train-lora`` the first time). Returns
-    ``{"plates", "ultrahdr", "wan", "hdr", "lora"}`` (``hdr`` also names the demo VAE as
-    ``demo_vae``)."""
+    (``harness.lora_example``, a few CPU seconds of ``train-lora`` the first time) with the
+    SDR picture the in-context LoRA workflow loads. Returns ``{"plates", "ultrahdr", "wan",
+    "hdr", "lora", "sdr"}`` (``hdr`` also names the demo VAE as ``demo_vae``)."""
     from .demo_models import build_demo_models
-    from .lora_example import write_tiny_logc4_lora
+    from .lora_example import write_sdr_example, write_tiny_loras
     from .tiny_models import write_tiny_wan_set
 
     return {**write_example_inputs(input_dir), "wan": write_tiny_wan_set(models_dir),
-            "hdr": build_demo_models(models_dir), "lora": write_tiny_logc4_lora(models_dir)}
+            "hdr": build_demo_models(models_dir), "lora": write_tiny_loras(models_dir),
+            "sdr": write_sdr_example(input_dir)}

@@ -66,6 +66,61 @@ def tiny_wan_vae_state_dict(seed: int = 5) -> dict:
     return seeded_state_dict(skeleton, seed, torch.float32)
 
 
+def wan_vae_comfyui_state_dict(vae) -> dict:
+    """A diffusers ``AutoencoderKLWan``'s weights under ComfyUI's (the original Wan 2.1)
+    names, so VAELoader builds the same VAE a trainer used.
+
+    The names come from diffusers' own single-file converter
+    (``convert_wan_vae_to_diffusers``, a pure renaming) run on the keys of ComfyUI's
+    ``WanVAE`` skeleton of the same widths, and inverted. ComfyUI fixes ``num_res_blocks``
+    at 2 and the Wan 2.1 layout; a VAE it cannot hold raises ValueError.
+    """
+    use_comfyui()
+    from comfy.ldm.wan.vae import WanVAE
+    from diffusers.loaders.single_file_utils import convert_wan_vae_to_diffusers
+
+    config = vae.config
+    with torch.device("meta"):
+        skeleton = WanVAE(dim=config.base_dim, z_dim=config.z_dim, dim_mult=[1, 2, 4, 4],
+                          num_res_blocks=2, attn_scales=[],
+                          temperal_downsample=[False, True, True], dropout=0.0)
+    native = skeleton.state_dict()
+    comfy_name = {id(value): key for key, value in native.items()}
+    renamed = convert_wan_vae_to_diffusers(dict(native))
+    weights = vae.state_dict()
+    if set(renamed) != set(weights) or any(
+            weights[key].shape != value.shape for key, value in renamed.items()):
+        raise ValueError(f"{type(vae).__name__} {dict(config)} is not the Wan 2.1 VAE layout "
+                         "ComfyUI loads (dim_mult 1,2,4,4, num_res_blocks 2, no attention "
+                         "scales)")
+    return {comfy_name[id(value)]: weights[key].detach().contiguous()
+            for key, value in renamed.items()}
+
+
+def flux_comfyui_state_dict(state: dict, depth: int, depth_single_blocks: int,
+                            hidden_size: int) -> dict:
+    """A diffusers ``FluxTransformer2DModel`` state dict under ComfyUI's Flux names: its
+    own key map (``comfy.utils.flux_to_diffusers``) inverted, q/k/v (and the single
+    blocks' MLP input) fused at their offsets, the final modulation's scale/shift swapped."""
+    use_comfyui()
+    import comfy.utils
+
+    config = {"depth": depth, "depth_single_blocks": depth_single_blocks,
+              "hidden_size": hidden_size}
+    fused: dict = {}
+    for key, target in comfy.utils.flux_to_diffusers(config).items():
+        if key not in state:
+            continue
+        if isinstance(target, str):
+            fused[target] = {0: state[key]}
+        elif target[1] is None:
+            fused[target[0]] = {0: target[2](state[key])}
+        else:
+            fused.setdefault(target[0], {})[target[1][1]] = state[key]
+    return {key: torch.cat([parts[start] for start in sorted(parts)])
+            for key, parts in fused.items()}
+
+
 def prompt_embeddings(seed: int, tokens: int = 8, width: int = 4096) -> dict:
     """A stand-in for a text encoder's output: ``prompt_embeds`` [1, tokens, width]."""
     generator = torch.Generator().manual_seed(seed)

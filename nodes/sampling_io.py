@@ -1,4 +1,5 @@
-"""Nodes around ComfyUI's own models: "VAE Decode (unclamped)" and "Load Prompt Embeddings".
+"""Nodes around ComfyUI's own models: "VAE Decode (unclamped)", "Load Prompt Embeddings" and
+"HDR Reference (in-context)".
 
 ComfyUI's stock VAE Decode clamps image VAEs to [0, 1] (comfy/sd.py ``process_output``), which
 cuts the toe of a log-encoded picture (LogC3 code values below 0 are negative scene-linear
@@ -13,6 +14,8 @@ import os
 from pathlib import Path
 
 import torch
+
+from ._common import require_image
 
 CATEGORY_SAMPLING = "HDR/sampling"
 _PROBE = 3.0
@@ -113,7 +116,85 @@ class HDRLoadPromptEmbeddings:
             Path(folder_paths.get_full_path_or_raise("prompt_embeddings", embeddings))),)
 
 
+REFERENCE_ARRANGEMENTS = {
+    "wan: frames after the target": "time_dim_concat",
+    "flux: tokens as image 1": "reference_latents",
+}
+"""How an in-context reference joins the model's sequence, as ``train-lora --mode reference``
+trains it: Wan's reference latent frames follow the target's along time (ComfyUI's
+``time_dim_concat``: the rotary positions continue, the output keeps the target's frames);
+Flux's reference tokens carry position ids ``(1, y, x)`` (ComfyUI's Kontext ``index``
+method)."""
+_PATCH_PIXELS = 16  # 8x VAE downsampling x 2x2 transformer patches (Wan 2.1, Flux)
+
+
+def reference_conditioning(positive, negative, latent: torch.Tensor, arrangement: str):
+    """Both conditionings carrying the clean reference latent ``latent`` (as a VAE encodes
+    it) the way ``arrangement`` (a key of :data:`REFERENCE_ARRANGEMENTS`) feeds the model."""
+    import node_helpers
+
+    key = REFERENCE_ARRANGEMENTS[arrangement]
+    if key == "time_dim_concat":
+        values, append = {key: latent}, False
+    else:
+        values, append = {key: [latent], "reference_latents_method": "index"}, True
+    return tuple(node_helpers.conditioning_set_values(conditioning, values, append=append)
+                 for conditioning in (positive, negative))
+
+
+class HDRInContextReference:
+    CATEGORY = CATEGORY_SAMPLING
+    RETURN_TYPES = ("CONDITIONING", "CONDITIONING", "LATENT")
+    RETURN_NAMES = ("positive", "negative", "latent")
+    FUNCTION = "apply"
+    DESCRIPTION = ("SDR->HDR with an in-context (IC) LoRA from train-lora --mode reference: the "
+                   "SDR picture's clean latent joins the sequence next to the noisy one, as in "
+                   "training, on both conditionings. Outputs the empty latent to sample "
+                   "(the reference's size). Decode with VAE Decode (unclamped) + Log Decode "
+                   "using the LoRA's curve.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "positive": ("CONDITIONING", {"tooltip": "The prompt (or its embeddings)."}),
+            "negative": ("CONDITIONING", {"tooltip": "The negative prompt; it sees the "
+                                                     "reference too."}),
+            "vae": ("VAE", {"tooltip": "The base model's VAE (the one the LoRA was trained "
+                                       "with)."}),
+            "reference": ("IMAGE", {"tooltip": "The SDR picture (display-referred sRGB code "
+                                               "values in [0, 1], e.g. from Load Image); a "
+                                               "batch is a clip. Sides: multiples of 16."}),
+            "arrangement": (list(REFERENCE_ARRANGEMENTS), {
+                "tooltip": "How the reference joins the sequence; pick the base model's "
+                           "family (train-lora trains both this way)."}),
+        }}
+
+    def apply(self, positive, negative, vae, reference, arrangement):
+        node = "HDR Reference (in-context)"
+        image = require_image(reference, "reference", node)[..., :3]
+        low, high = float(image.min()), float(image.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(f"{node}: reference spans {low:.4g}..{high:.4g}; it must be an "
+                             "SDR picture in [0, 1] (tone map scene-linear HDR first, e.g. "
+                             "with Tone Map)")
+        height, width = image.shape[1:3]
+        if height % _PATCH_PIXELS or width % _PATCH_PIXELS:
+            raise ValueError(f"{node}: reference is {width}x{height}; both sides must be "
+                             f"multiples of {_PATCH_PIXELS} (VAE 8x x patch 2): crop or scale "
+                             "it (e.g. Upscale Image) first")
+        video = REFERENCE_ARRANGEMENTS[arrangement] == "time_dim_concat"
+        if video != (getattr(vae, "latent_dim", 2) == 3):
+            raise ValueError(f"{node}: arrangement '{arrangement}' needs "
+                             f"{'a video (Wan)' if video else 'an image (Flux)'} VAE; pick the "
+                             "arrangement of the VAE's model family")
+        latent = vae.encode(image)
+        positive, negative = reference_conditioning(positive, negative, latent, arrangement)
+        return positive, negative, {"samples": torch.zeros_like(latent)}
+
+
 NODE_CLASS_MAPPINGS = {"HDRVAEDecodeUnclamped": HDRVAEDecodeUnclamped,
-                       "HDRLoadPromptEmbeddings": HDRLoadPromptEmbeddings}
+                       "HDRLoadPromptEmbeddings": HDRLoadPromptEmbeddings,
+                       "HDRInContextReference": HDRInContextReference}
 NODE_DISPLAY_NAME_MAPPINGS = {"HDRVAEDecodeUnclamped": "VAE Decode (unclamped)",
-                              "HDRLoadPromptEmbeddings": "Load Prompt Embeddings"}
+                              "HDRLoadPromptEmbeddings": "Load Prompt Embeddings",
+                              "HDRInContextReference": "HDR Reference (in-context)"}

@@ -18,6 +18,7 @@ first picture output (PNG/JPEG) as saved.
 
 from __future__ import annotations
 
+import io
 import math
 import sys
 import tempfile
@@ -37,6 +38,7 @@ WIDTH = 384
 GAP = 4
 LABEL = 20
 JPEG_QUALITY = 85
+CARD_BYTES = 60 * 1024  # noisy pictures drop quality in steps of 10 until they fit
 BACKGROUND = (24, 24, 24)
 
 
@@ -88,6 +90,16 @@ def thumbnail(files: list[Path]) -> Image.Image:
     return _stack(panels)
 
 
+def card_jpeg(picture: Image.Image) -> bytes:
+    """The card as JPEG at :data:`JPEG_QUALITY`, or lower until it fits :data:`CARD_BYTES`."""
+    for quality in range(JPEG_QUALITY, 0, -10):
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=quality, optimize=True)
+        if buffer.tell() <= CARD_BYTES:
+            break
+    return buffer.getvalue()
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as base:
         server = comfyui.start(Path(base))
@@ -99,7 +111,7 @@ def main() -> int:
                     continue
                 result = queue_workflow(paths["ui"], server.url, out_dir=Path(base) / name)
                 target = SHIPPED_WORKFLOWS / f"{name}.jpg"
-                thumbnail(result.files).save(target, quality=JPEG_QUALITY, optimize=True)
+                target.write_bytes(card_jpeg(thumbnail(result.files)))
                 print(f"wrote {target.relative_to(SHIPPED_WORKFLOWS.parent)} "
                       f"({target.stat().st_size // 1024} KB)")
         finally:

@@ -33,6 +33,7 @@ from diffusers import AutoencoderKLWan, FluxTransformer2DModel, WanTransformer3D
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+from comfyui_hdr.harness.tiny_models import flux_comfyui_state_dict
 from comfyui_hdr.training.lora import (
     PromptEmbeddings,
     discover_targets,
@@ -137,20 +138,7 @@ def test_the_lora_fits_the_comfyui_state_dict_and_a_flux_lora_does_not(trained, 
 
 
 def flux_comfyui_weights(state: dict, config: dict) -> dict:
-    """A diffusers Flux state dict as ComfyUI's fused weights (flux_to_diffusers inverted)."""
-    fused: dict = {}
-    for diffusers_key, target in comfy.utils.flux_to_diffusers(config).items():
-        if diffusers_key not in state:
-            continue
-        if isinstance(target, tuple):
-            key, offset = target[:2]
-            if offset is None:  # norm_out: stored scale/shift-swapped, never a LoRA target
-                continue
-            fused.setdefault(key, {})[offset[1]] = state[diffusers_key]
-        else:
-            fused[target] = {0: state[diffusers_key]}
-    return {key: torch.cat([parts[start] for start in sorted(parts)])
-            for key, parts in fused.items()}
+    return flux_comfyui_state_dict(state, **config)
 
 
 def test_flux_export_patches_comfyuis_fused_weights_as_peft_merges_them():
