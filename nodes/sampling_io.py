@@ -117,14 +117,16 @@ class HDRLoadPromptEmbeddings:
 
 
 REFERENCE_ARRANGEMENTS = {
-    "wan: frames after the target": "time_dim_concat",
-    "flux: tokens as image 1": "reference_latents",
+    "wan: frames after the target": ("time_dim_concat", True),
+    "flux: tokens as image 1": ("reference_latents", False),
+    "qwen-image: tokens as image 1": ("reference_latents", True),
 }
 """How an in-context reference joins the model's sequence, as ``train-lora --mode reference``
-trains it: Wan's reference latent frames follow the target's along time (ComfyUI's
-``time_dim_concat``: the rotary positions continue, the output keeps the target's frames);
-Flux's reference tokens carry position ids ``(1, y, x)`` (ComfyUI's Kontext ``index``
-method)."""
+trains it (``training/lora_models.py``), and whether the family's VAE is a video VAE:
+Wan's reference latent frames follow the target's along time (ComfyUI's ``time_dim_concat``:
+the rotary positions continue, the output keeps the target's frames); Flux's and
+Qwen-Image's reference tokens are image 1 (ComfyUI's ``index`` method: Flux ids
+``(1, y, x)``; Qwen-Image frame index 1 on the reference's own centred grid)."""
 _PATCH_PIXELS = 16  # 8x VAE downsampling x 2x2 transformer patches (Wan 2.1, Flux)
 
 
@@ -133,7 +135,7 @@ def reference_conditioning(positive, negative, latent: torch.Tensor, arrangement
     it) the way ``arrangement`` (a key of :data:`REFERENCE_ARRANGEMENTS`) feeds the model."""
     import node_helpers
 
-    key = REFERENCE_ARRANGEMENTS[arrangement]
+    key = REFERENCE_ARRANGEMENTS[arrangement][0]
     if key == "time_dim_concat":
         values, append = {key: latent}, False
     else:
@@ -182,12 +184,15 @@ class HDRInContextReference:
             raise ValueError(f"{node}: reference is {width}x{height}; both sides must be "
                              f"multiples of {_PATCH_PIXELS} (VAE 8x x patch 2): crop or scale "
                              "it (e.g. Upscale Image) first")
-        video = REFERENCE_ARRANGEMENTS[arrangement] == "time_dim_concat"
+        key, video = REFERENCE_ARRANGEMENTS[arrangement]
         if video != (getattr(vae, "latent_dim", 2) == 3):
             raise ValueError(f"{node}: arrangement '{arrangement}' needs "
-                             f"{'a video (Wan)' if video else 'an image (Flux)'} VAE; pick the "
-                             "arrangement of the VAE's model family")
-        latent = vae.encode(image)
+                             f"{'a video (Wan-style)' if video else 'an image (Flux)'} VAE; "
+                             "pick the arrangement of the VAE's model family")
+        if key == "time_dim_concat":  # the batch is a clip: its frames, one latent
+            latent = vae.encode(image)
+        else:  # each picture its own (one-frame) latent
+            latent = torch.cat([vae.encode(picture[None]) for picture in image])
         positive, negative = reference_conditioning(positive, negative, latent, arrangement)
         return positive, negative, {"samples": torch.zeros_like(latent)}
 

@@ -15,11 +15,13 @@ target velocity ``noise - x0``, ``t`` logit-normal. Two modes:
 - ``reference``: SDR->HDR; a degraded SDR reference (:func:`~comfyui_hdr.hdr.degrade.
   degrade_pair`), downscaled by ``--reference-downscale-factor``, is VAE-encoded and its
   clean latent tokens are appended to the noisy ones along the sequence (in-context, as
-  LumiVid's IC-LoRA does); the loss covers the noisy tokens only. Flux: the reference's
-  2x2-packed tokens follow the target's with position ids ``(1, y * k, x * k)`` (the first
-  id axis marks them as another image, as Flux Kontext does). Wan: the reference latent
-  frames follow the target's along time (Wan's rotary positions come from the grid, so
-  the reference must have the target's size: factor 1).
+  LumiVid's IC-LoRA does); the loss covers the noisy tokens only. How each family lays
+  the reference out (Flux: tokens as image 1, as Kontext; Wan: latent frames after the
+  target's, factor 1; Qwen-Image: a second image, as Qwen-Image-Edit) is in
+  :mod:`.lora_models`; the "HDR Reference (in-context)" node feeds ComfyUI the same.
+
+Models: ``FluxTransformer2DModel``, ``WanTransformer3DModel`` (Wan 2.1) and
+``QwenImageTransformer2DModel`` with their diffusers VAEs.
 
 Text conditioning is precomputed (:class:`PromptEmbeddings`, a safetensors file with
 diffusers pipelines' ``prompt_embeds`` / ``pooled_prompt_embeds`` per prompt): a TD runs
@@ -34,9 +36,7 @@ Checkpoints and the final folder hold peft's ``adapter_model.safetensors`` (meta
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -57,7 +57,6 @@ from .common import (
     EpochItems,
     LossLog,
     StepBatchSampler,
-    check_safetensors_dir,
     latest_checkpoint,
     make_accelerator,
     progress_bar,
@@ -72,22 +71,24 @@ from .lora_export import (
     ADAPTER_WEIGHTS,
     COLOUR_MAPPING,
     COMFYUI_LORA,
-    FAMILIES,
     check_lora_against,
     export_comfyui_lora,
+)
+from .lora_models import (
+    DEFAULT_TARGETS,
+    FAMILY_LAYOUTS,
+    config_sha256,
+    discover_targets,
+    encode_latents,
+    load_model,
+    model_family,
+    predict_velocity,
 )
 
 __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
            "discover_targets", "load_adapter", "main", "parse_args", "predict_velocity",
            "train_lora"]
 
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
-                   "add_v_proj", "to_add_out")
-"""Attention projections of the image stream (``to_*``) and the text stream (``add_*``,
-``to_add_out``) of joint-attention DiTs; Wan's self- and cross-attention ``to_*``."""
-# Never targeted: Wan I2V's image-conditioning branch of the cross-attention.
-_EXCLUDED = {"wan": (r"\.attn2\.add_[kv]_proj$",)}
-_VIDEO = {"flux": False, "wan": True}
 HELDOUT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Quantiles of the logit-normal ``t`` at which the held-out loss is measured."""
 _SEEDED_NOISE = 2**31 - 1  # step index of the held-out noise (never a training step)
@@ -102,7 +103,7 @@ class LoraTrainingOptions:
     """Every ``train-lora`` option (the CLI flags are these names with dashes)."""
 
     model: str = _option(MISSING, "diffusers transformer folder (or a pipeline folder with "
-                         "transformer/): Flux or Wan 2.1")
+                         "transformer/): Flux, Wan 2.1 or Qwen-Image")
     vae: str = _option(MISSING, "diffusers VAE folder (or a pipeline folder with vae/)")
     prompt_embeddings: str = _option(MISSING, "safetensors of precomputed prompt embeddings "
                                      "(see PromptEmbeddings); must hold every caption, and "
@@ -230,111 +231,6 @@ class PromptEmbeddings:
         return self.prompt_embeds[index], None if pooled is None else pooled[index]
 
 
-def discover_targets(model: torch.nn.Module, family: str,
-                     endings: Sequence[str] = DEFAULT_TARGETS) -> list[str]:
-    """Names of the ``nn.Linear`` layers of ``model`` whose name ends with one of
-    ``endings`` (as whole dot-separated words), minus the family's conditioning branch."""
-    excluded = [re.compile(pattern) for pattern in _EXCLUDED.get(family, ())]
-    found = [name for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear)
-             and any(name == ending or name.endswith("." + ending) for ending in endings)
-             and not any(pattern.search(name) for pattern in excluded)]
-    if not found:
-        raise ValueError(f"--targets {','.join(endings)} matches no Linear layer of "
-                         f"{type(model).__name__}; use layer-name endings such as to_q")
-    return found
-
-
-def _pipeline_part(path: str, part: str, argument: str) -> tuple[Path, dict]:
-    folder = Path(path)
-    if (folder / part / "config.json").is_file():
-        folder = folder / part
-    return folder, check_safetensors_dir(folder, argument)
-
-
-def _load_model(path: str, part: str, argument: str) -> torch.nn.Module:
-    import diffusers
-
-    folder, config = _pipeline_part(path, part, argument)
-    model_class = getattr(diffusers, config.get("_class_name", ""), None)
-    if model_class is None:
-        raise ValueError(f"{argument} {folder}: config.json names no diffusers class "
-                         f"({config.get('_class_name')!r})")
-    return model_class.from_pretrained(folder).eval().requires_grad_(False)
-
-
-def _config_sha256(model: torch.nn.Module) -> str:
-    config = {key: value for key, value in dict(model.config).items()
-              if not key.startswith("_")}
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _pack(latent: torch.Tensor) -> torch.Tensor:
-    """Flux's 2x2 packing ``[B, C, h, w]`` -> ``[B, h/2 * w/2, 4C]`` (features c, py, px)."""
-    b, c, h, w = latent.shape
-    if h % 2 or w % 2:
-        raise ValueError(f"latent {h}x{w} must have even sides for Flux's 2x2 patches; "
-                         "use a crop (divided by the reference downscale) that is a "
-                         "multiple of 16 pixels")
-    patches = latent.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
-    return patches.reshape(b, (h // 2) * (w // 2), c * 4)
-
-
-def _unpack(tokens: torch.Tensor, channels: int, height: int, width: int) -> torch.Tensor:
-    b = tokens.shape[0]
-    patches = tokens.reshape(b, height // 2, width // 2, channels, 2, 2)
-    return patches.permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
-
-
-def _flux_ids(height: int, width: int, image: int, spacing: float) -> torch.Tensor:
-    rows, columns = torch.meshgrid(torch.arange(height // 2), torch.arange(width // 2),
-                                   indexing="ij")
-    ids = torch.stack([torch.full_like(rows, image), rows, columns], -1).reshape(-1, 3)
-    return ids.float() * torch.tensor([1.0, spacing, spacing])
-
-
-def predict_velocity(model, family: str, noisy: torch.Tensor, sigma: torch.Tensor,
-                     text: torch.Tensor, pooled: torch.Tensor | None = None,
-                     reference: torch.Tensor | None = None, downscale: int = 1,
-                     guidance: float | None = None) -> torch.Tensor:
-    """The transformer's velocity for latents ``noisy`` at flow time ``sigma`` ``[B]``.
-
-    Flux latents are ``[B, C, h, w]``, Wan's ``[B, C, T, h, w]``; ``reference`` (clean
-    latents) joins the sequence as the module docstring describes. Flux takes ``sigma``
-    as its timestep (it scales by 1000 inside), Wan ``sigma * 1000`` (its pipelines'
-    scheduler timesteps), as ComfyUI's model sampling does.
-    """
-    if family == "wan":
-        frames = noisy.shape[2]
-        hidden = noisy if reference is None else torch.cat([noisy, reference], 2)
-        return model(hidden_states=hidden, timestep=sigma * 1000, encoder_hidden_states=text,
-                     return_dict=False)[0][:, :, :frames]
-    channels, height, width = noisy.shape[1:]
-    tokens, ids = _pack(noisy), _flux_ids(height, width, 0, 1.0)
-    if reference is not None:
-        tokens = torch.cat([tokens, _pack(reference)], 1)
-        ids = torch.cat([ids, _flux_ids(*reference.shape[2:], 1, float(downscale))])
-    extra = {} if guidance is None else {"guidance": torch.full_like(sigma, guidance)}
-    output = model(hidden_states=tokens, encoder_hidden_states=text, pooled_projections=pooled,
-                   timestep=sigma, img_ids=ids.to(noisy), return_dict=False,
-                   txt_ids=torch.zeros(text.shape[1], 3).to(noisy), **extra)[0]
-    return _unpack(output[:, :height * width // 4], channels, height, width)
-
-
-def _encode(vae, codes: torch.Tensor, video: bool) -> torch.Tensor:
-    """VAE latent means of ``[B, T, H, W, 3]`` code values, normalised like the pipelines."""
-    pixels = codes.to(vae.device, torch.float32) * 2 - 1
-    pixels = pixels.permute(0, 4, 1, 2, 3) if video else pixels[:, 0].permute(0, 3, 1, 2)
-    with torch.no_grad():
-        latent = vae.encode(pixels).latent_dist.mean
-    config = vae.config
-    if getattr(config, "latents_mean", None) is not None:
-        shape = (1, -1) + (1,) * (latent.ndim - 2)
-        mean = torch.tensor(config.latents_mean).view(shape).to(latent)
-        return (latent - mean) / torch.tensor(config.latents_std).view(shape).to(latent)
-    return (latent - (config.shift_factor or 0.0)) * config.scaling_factor
-
-
 def _highlights(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -> torch.Tensor:
     """Share of pixels above ``threshold`` luminance under each latent pixel, ``[B, 1, ...]``."""
     mask = (luminance(hdr) > threshold).float()  # [B, T, H, W]
@@ -352,17 +248,18 @@ class _Latents:
                  options: LoraTrainingOptions):
         self.dataset, self.vae, self.curve, self.options = dataset, vae, curve, options
         self.items = EpochItems(dataset)
-        self.video = _VIDEO[family]
+        self.layout = FAMILY_LAYOUTS[family]
+        self.video = self.layout.video_latents
         self.cache = LatentCache(options.latent_cache) if options.latent_cache else None
         self.vae_hash = weights_hash(vae) if self.cache else None
 
     def encode(self, batch: dict) -> dict:
         """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""
         options, hdr = self.options, batch["hdr"]
-        if (hdr.shape[1] - 1) % 4 if self.video else hdr.shape[1] != 1:
+        if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
             raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
-                             "(an image model) 1")
-        latents = {"target": _encode(self.vae, self.curve.encode(hdr), self.video).cpu()}
+                             "and Qwen-Image (image models) 1")
+        latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
         if options.mode == "reference":
             factor = options.reference_downscale_factor
             sdr = batch["sdr_reference"]
@@ -370,7 +267,7 @@ class _Latents:
                 frames = sdr.flatten(0, 1).permute(0, 3, 1, 2)
                 frames = F.interpolate(frames, scale_factor=1 / factor, mode="area")
                 sdr = frames.permute(0, 2, 3, 1).reshape(*sdr.shape[:2], *frames.shape[2:], 3)
-            latents["reference"] = _encode(self.vae, sdr, self.video).cpu()
+            latents["reference"] = encode_latents(self.vae, sdr, self.video).cpu()
         if options.highlight_weight:
             latents["highlights"] = _highlights(hdr, options.highlight_threshold,
                                                 latents["target"])
@@ -473,9 +370,9 @@ def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
         "gamut": options.gamut, "scene_linear_diffuse_white": 1.0,
         "reference_downscale_factor": options.reference_downscale_factor,
         "base_model": {"family": family, "class_name": type(transformer).__name__,
-                       "id": options.model, "config_sha256": _config_sha256(transformer)},
+                       "id": options.model, "config_sha256": config_sha256(transformer)},
         "vae": {"class_name": type(vae).__name__, "id": options.vae,
-                "config_sha256": _config_sha256(vae)},
+                "config_sha256": config_sha256(vae)},
         "lora": {"rank": options.rank, "alpha": options.alpha or options.rank,
                  "targets": targets},
     }
@@ -522,15 +419,15 @@ def _check_options(options: LoraTrainingOptions) -> None:
 
 def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
                   embeddings: PromptEmbeddings) -> None:
-    config = transformer.config
-    width = config.joint_attention_dim if family == "flux" else config.text_dim
+    layout = FAMILY_LAYOUTS[family]
+    width = getattr(transformer.config, layout.text_width)
     if embeddings.prompt_embeds.shape[-1] != width:
         raise ValueError(f"--prompt-embeddings are {embeddings.prompt_embeds.shape[-1]} wide "
                          f"but the model's text input is {width}; encode the prompts with "
                          "this model's text encoder")
-    if family == "flux" and embeddings.pooled_prompt_embeds is None:
+    if layout.pooled and embeddings.pooled_prompt_embeds is None:
         raise ValueError("--prompt-embeddings lacks pooled_prompt_embeds, which Flux needs")
-    if family == "wan" and options.reference_downscale_factor != 1:
+    if not layout.any_downscale and options.reference_downscale_factor != 1:
         raise ValueError("--reference-downscale-factor must be 1 for Wan: its reference "
                          "frames share the target's rotary grid")
     if options.data == "procedural" and options.frames != 1:
@@ -545,12 +442,9 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     _check_options(options)
     accelerator = make_accelerator(options.mixed_precision)
     output = Path(options.output)
-    transformer = _load_model(options.model, "transformer", "--model")
-    family = FAMILIES.get(type(transformer).__name__)
-    if family not in _VIDEO:
-        raise ValueError(f"--model is a {type(transformer).__name__}; train-lora trains "
-                         "FluxTransformer2DModel and WanTransformer3DModel")
-    vae = _load_model(options.vae, "vae", "--vae").to(accelerator.device)
+    transformer = load_model(options.model, "transformer", "--model")
+    family = model_family(transformer)
+    vae = load_model(options.vae, "vae", "--vae").to(accelerator.device)
     curve = get_curve(options.curve)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
     _check_inputs(options, transformer, family, embeddings)

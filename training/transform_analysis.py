@@ -16,9 +16,9 @@ it survives the frozen VAE. This tool measures both for any diffusers VAE and cu
   overflow bin (> 1) that both histograms have (code 1.0 falls in the last in-range bin,
   as in :func:`numpy.histogram`).
 - ``latent_kl``: the same KL between the VAE's latent means (normalised as the
-  pipelines do, :func:`~.lora._encode`), per latent channel, over the range between the
-  SDR latents' 0.5th and 99.5th percentiles of that channel (plus under/overflow bins),
-  averaged over channels.
+  pipelines do, :func:`~.lora_models.encode_latents`), per latent channel, over the range
+  between the SDR latents' 0.5th and 99.5th percentiles of that channel (plus
+  under/overflow bins), averaged over channels.
 - ``roundtrip_pu21_psnr``: curve encode -> VAE encode (mean) -> VAE decode -> curve
   decode, code values never clamped, against the original HDR: PU21-PSNR (luminance) with
   scene-linear 1.0 at 100 nits and the PU21 value of 100 nits as the peak signal (the
@@ -60,7 +60,7 @@ from ..hdr.metrics import pu21_psnr
 from ..hdr.scenes import hdr_scenes
 from ..hdr.transfer import get_curve
 from .data import HDR_IMAGE_SUFFIXES, read_hdr_image
-from .lora import _encode, _load_model
+from .lora_models import decode_latents, encode_latents, load_model
 
 __all__ = ["ANALYSIS", "DEFAULT_CURVES", "AnalysisSettings", "TransformRow",
            "analyze_transforms", "format_table", "histogram", "kl_divergence", "latent_kl",
@@ -166,30 +166,14 @@ def _is_video(vae: torch.nn.Module) -> bool:
     return any(isinstance(module, torch.nn.Conv3d) for module in vae.modules())
 
 
-def _decode(vae, latents: torch.Tensor, video: bool) -> torch.Tensor:
-    """Code values ``[B, H, W, 3]`` of normalised latents: the inverse of :func:`~.lora._encode`."""
-    config = vae.config
-    latents = latents.to(vae.device, torch.float32)
-    if getattr(config, "latents_mean", None) is not None:
-        shape = (1, -1) + (1,) * (latents.ndim - 2)
-        mean = torch.tensor(config.latents_mean).view(shape).to(latents)
-        latents = latents * torch.tensor(config.latents_std).view(shape).to(latents) + mean
-    else:
-        latents = latents / config.scaling_factor + (config.shift_factor or 0.0)
-    with torch.no_grad():
-        sample = vae.decode(latents).sample.float()
-    codes = (sample + 1) / 2
-    return codes[:, :, 0].permute(0, 2, 3, 1) if video else codes.permute(0, 2, 3, 1)
-
-
 def _latents(vae, codes: torch.Tensor, video: bool, batch_size: int) -> torch.Tensor:
-    return torch.cat([_encode(vae, codes[start:start + batch_size, None], video).cpu()
+    return torch.cat([encode_latents(vae, codes[start:start + batch_size, None], video).cpu()
                       for start in range(0, len(codes), batch_size)])
 
 
 def _roundtrip(vae, latents: torch.Tensor, video: bool, batch_size: int,
                size: tuple[int, ...]) -> torch.Tensor:
-    codes = torch.cat([_decode(vae, latents[start:start + batch_size], video).cpu()
+    codes = torch.cat([decode_latents(vae, latents[start:start + batch_size], video).cpu()
                        for start in range(0, len(latents), batch_size)])
     if codes.shape[1:] != size:
         raise ValueError(f"the VAE decoded {tuple(size[:2])} images to "
@@ -372,7 +356,7 @@ def _run(arguments: argparse.Namespace) -> list[TransformRow]:
     curves = [name.strip() for name in arguments.curves.split(",") if name.strip()]
     for name in curves:
         get_curve(name)
-    vae = _load_model(arguments.vae, "vae", "--vae")
+    vae = load_model(arguments.vae, "vae", "--vae")
     if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
         raise ValueError(f"--vae {arguments.vae} holds a {type(vae).__name__}, not a VAE; "
                          "point it at a VAE folder or a pipeline with vae/")

@@ -18,6 +18,7 @@ import comfy.model_management
 import comfy.sd
 import pytest
 import torch
+from _flow import comfy_velocity
 from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
@@ -29,14 +30,9 @@ from comfyui_hdr.harness.lora_example import (
 )
 from comfyui_hdr.harness.tiny_models import wan_vae_comfyui_state_dict
 from comfyui_hdr.nodes.sampling_io import HDRInContextReference
-from comfyui_hdr.training.lora import (
-    PromptEmbeddings,
-    _encode,
-    load_adapter,
-    main,
-    predict_velocity,
-)
+from comfyui_hdr.training.lora import PromptEmbeddings, load_adapter, main
 from comfyui_hdr.training.lora_export import wan_diffusers_to_comfyui
+from comfyui_hdr.training.lora_models import encode_latents, predict_velocity
 
 SIGMA = 0.7
 SAME_AS_DIFFUSERS = 1e-4
@@ -108,19 +104,6 @@ def test_the_tiny_vae_normalises_latents_as_comfyuis_wan21_format(diffusers_vae)
     assert torch.equal(wan21.latents_std.flatten(), torch.tensor(config.latents_std))
 
 
-def comfy_velocity(patcher, noisy, conditioning):
-    """Velocity at SIGMA through the path KSampler takes: the conditioning's options become
-    model kwargs via ``extra_conds`` (which normalises ``time_dim_concat``)."""
-    embeds, options = conditioning[0]
-    conds = patcher.model.extra_conds(**options, cross_attn=embeds, noise=noisy,
-                                      device=noisy.device)
-    comfy.model_management.load_models_gpu([patcher])
-    with torch.no_grad():
-        denoised = patcher.model.apply_model(noisy, torch.tensor([SIGMA]),
-                                             **{key: cond.cond for key, cond in conds.items()})
-    return (noisy - denoised) / SIGMA
-
-
 def test_the_node_gives_comfyui_the_reference_as_train_lora_does(
         trained, diffusers_vae, comfy_vae, comfy_wan_with_lora, sdr):
     text = PromptEmbeddings.load(trained / "text.safetensors").prompt_embeds[:1]
@@ -129,10 +112,10 @@ def test_the_node_gives_comfyui_the_reference_as_train_lora_does(
     assert empty["samples"].shape == (1, 16, 1, 8, 8) and not empty["samples"].any()
     assert negative[0][1]["time_dim_concat"] is positive[0][1]["time_dim_concat"]
     noisy = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
-    in_comfyui = comfy_velocity(comfy_wan_with_lora, noisy, positive)
+    in_comfyui = comfy_velocity(comfy_wan_with_lora, noisy, positive, SIGMA)
 
     peft = load_adapter(WanTransformer3DModel.from_pretrained(trained / "wan"), trained / "lora")
-    reference = _encode(diffusers_vae, sdr[None], video=True)  # [B, T, H, W, 3] codes
+    reference = encode_latents(diffusers_vae, sdr[None], video=True)  # [B, T, H, W, 3] codes
     with torch.no_grad():
         in_diffusers = predict_velocity(peft, "wan", noisy, torch.tensor([SIGMA]), text,
                                         reference=reference)
