@@ -52,6 +52,7 @@ __all__ = [
     "add_shadow_noise",
     "apply_white_balance",
     "degrade_pair",
+    "downscale_reference",
     "h264_compress",
     "jpeg_compress",
     "quantise",
@@ -477,6 +478,26 @@ def quantise(codes, bit_depth: int = 8):
     """
     levels = 2**bit_depth - 1
     return (to_tensor(codes).clamp(0.0, 1.0) * levels).round() / levels
+
+
+def downscale_reference(codes, factor: int):
+    """Shrink SDR reference pictures ``[..., H, W, 3]`` by an integer ``factor`` with an
+    area (box) filter: each output pixel is the mean of a ``factor`` x ``factor`` block,
+    as LTX's IC-LoRA references are downscaled (``reference_downscale_factor``).
+
+    >>> downscale_reference(torch.arange(16.0).reshape(4, 4, 1).expand(4, 4, 3), 2)[..., 0]
+    tensor([[ 2.5000,  4.5000],
+            [10.5000, 12.5000]])
+    """
+    codes = to_tensor(codes)
+    if factor < 1 or codes.shape[-3] % factor or codes.shape[-2] % factor:
+        raise ValueError(f"reference {codes.shape[-2]}x{codes.shape[-3]} cannot be shrunk by "
+                         f"factor {factor}: the factor must be >= 1 and divide both sides")
+    if factor == 1:
+        return codes
+    planes = codes.reshape(-1, *codes.shape[-3:]).permute(0, 3, 1, 2)
+    small = F.avg_pool2d(planes, factor)
+    return small.permute(0, 2, 3, 1).reshape(*codes.shape[:-3], *small.shape[-2:], 3)
 
 
 def _rngs(seed: int) -> dict[str, np.random.Generator]:

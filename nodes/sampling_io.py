@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..hdr.degrade import downscale_reference
 from ._common import require_image
 
 CATEGORY_SAMPLING = "HDR/sampling"
@@ -152,8 +153,8 @@ class HDRInContextReference:
     DESCRIPTION = ("SDR->HDR with an in-context (IC) LoRA from train-lora --mode reference: the "
                    "SDR picture's clean latent joins the sequence next to the noisy one, as in "
                    "training, on both conditionings. Outputs the empty latent to sample "
-                   "(the reference's size). Decode with VAE Decode (unclamped) + Log Decode "
-                   "using the LoRA's curve.")
+                   "(the reference's full size). Decode with VAE Decode (unclamped) + Log "
+                   "Decode using the LoRA's curve.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -168,10 +169,16 @@ class HDRInContextReference:
                                                "batch is a clip. Sides: multiples of 16."}),
             "arrangement": (list(REFERENCE_ARRANGEMENTS), {
                 "tooltip": "How the reference joins the sequence; pick the base model's "
-                           "family (train-lora trains both this way)."}),
+                           "family (train-lora trains each this way)."}),
+            "reference_downscale_factor": ("INT", {
+                "default": 1, "min": 1, "max": 8,
+                "tooltip": "The LoRA's reference_downscale_factor (its safetensors metadata "
+                           "and hdr_lora.json): the reference is shrunk by it (box filter, "
+                           "as in training); the output stays full size. Wan: 1."}),
         }}
 
-    def apply(self, positive, negative, vae, reference, arrangement):
+    def apply(self, positive, negative, vae, reference, arrangement,
+              reference_downscale_factor=1):
         node = "HDR Reference (in-context)"
         image = require_image(reference, "reference", node)[..., :3]
         low, high = float(image.min()), float(image.max())
@@ -179,22 +186,30 @@ class HDRInContextReference:
             raise ValueError(f"{node}: reference spans {low:.4g}..{high:.4g}; it must be an "
                              "SDR picture in [0, 1] (tone map scene-linear HDR first, e.g. "
                              "with Tone Map)")
-        height, width = image.shape[1:3]
-        if height % _PATCH_PIXELS or width % _PATCH_PIXELS:
-            raise ValueError(f"{node}: reference is {width}x{height}; both sides must be "
-                             f"multiples of {_PATCH_PIXELS} (VAE 8x x patch 2): crop or scale "
-                             "it (e.g. Upscale Image) first")
+        factor = reference_downscale_factor
         key, video = REFERENCE_ARRANGEMENTS[arrangement]
+        if key == "time_dim_concat" and factor != 1:
+            raise ValueError(f"{node}: reference_downscale_factor must be 1 for Wan (its "
+                             "reference frames share the target's grid); train-lora refuses "
+                             "other factors for Wan too")
+        height, width = image.shape[1:3]
+        if height % (_PATCH_PIXELS * factor) or width % (_PATCH_PIXELS * factor):
+            raise ValueError(f"{node}: reference is {width}x{height}; both sides must be "
+                             f"multiples of {_PATCH_PIXELS * factor} (VAE 8x x patch 2 x "
+                             "reference_downscale_factor): crop or scale it (e.g. Upscale "
+                             "Image) first")
         if video != (getattr(vae, "latent_dim", 2) == 3):
             raise ValueError(f"{node}: arrangement '{arrangement}' needs "
                              f"{'a video (Wan-style)' if video else 'an image (Flux)'} VAE; "
                              "pick the arrangement of the VAE's model family")
         if key == "time_dim_concat":  # the batch is a clip: its frames, one latent
             latent = vae.encode(image)
-        else:  # each picture its own (one-frame) latent
-            latent = torch.cat([vae.encode(picture[None]) for picture in image])
+        else:  # each picture its own (one-frame) latent, shrunk as in training
+            small = downscale_reference(image, factor)
+            latent = torch.cat([vae.encode(picture[None]) for picture in small])
         positive, negative = reference_conditioning(positive, negative, latent, arrangement)
-        return positive, negative, {"samples": torch.zeros_like(latent)}
+        full = (*latent.shape[:-2], latent.shape[-2] * factor, latent.shape[-1] * factor)
+        return positive, negative, {"samples": torch.zeros(full)}
 
 
 NODE_CLASS_MAPPINGS = {"HDRVAEDecodeUnclamped": HDRVAEDecodeUnclamped,

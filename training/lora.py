@@ -50,7 +50,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.degrade import DegradationConfig
+from ..hdr.degrade import DegradationConfig, downscale_reference
 from ..hdr.gamut import luminance
 from ..hdr.transfer import CURVES, Curve, get_curve
 from .common import (
@@ -261,12 +261,7 @@ class _Latents:
                              "and Qwen-Image (image models) 1")
         latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
         if options.mode == "reference":
-            factor = options.reference_downscale_factor
-            sdr = batch["sdr_reference"]
-            if factor > 1:
-                frames = sdr.flatten(0, 1).permute(0, 3, 1, 2)
-                frames = F.interpolate(frames, scale_factor=1 / factor, mode="area")
-                sdr = frames.permute(0, 2, 3, 1).reshape(*sdr.shape[:2], *frames.shape[2:], 3)
+            sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
             latents["reference"] = encode_latents(self.vae, sdr, self.video).cpu()
         if options.highlight_weight:
             latents["highlights"] = _highlights(hdr, options.highlight_threshold,

@@ -182,3 +182,24 @@ def test_flux_reference_tokens_get_the_positions_train_lora_gives_them():
     # (measured 6e-7). Without the reference the velocity moves by 0.026 (measured).
     assert (in_comfyui - in_diffusers).abs().max() <= SAME_AS_DIFFUSERS
     assert (in_diffusers - without_reference).abs().max() > 100 * SAME_AS_DIFFUSERS
+
+
+def test_a_downscaled_reference_is_shrunk_as_in_training_and_the_latent_stays_full_size(
+        comfy_vae, sdr):
+    """Qwen-Image's VAE is a Wan 2.1 VAE, so the tiny one stands in for it here."""
+    from comfyui_hdr.hdr.degrade import downscale_reference
+
+    node, conditioning = HDRInContextReference(), [[torch.zeros(1, 8, 32), {}]]
+    positive, negative, empty = node.apply(conditioning, conditioning, comfy_vae, sdr,
+                                           "qwen-image: tokens as image 1", 2)
+    reference = positive[0][1]["reference_latents"]
+    assert len(reference) == 1 and reference[0].shape == (1, 16, 1, 4, 4)  # 32 px / 8
+    assert positive[0][1]["reference_latents_method"] == "index"
+    # The same box filter train-lora applies (downscale_reference), then the same VAE.
+    assert torch.equal(reference[0], comfy_vae.encode(downscale_reference(sdr, 2)))
+    assert empty["samples"].shape == (1, 16, 1, 8, 8) and not empty["samples"].any()
+    with pytest.raises(ValueError, match="reference_downscale_factor must be 1 for Wan"):
+        node.apply(conditioning, conditioning, comfy_vae, sdr, WAN, 2)
+    with pytest.raises(ValueError, match=r"reference is 48x48; .*multiples of 32"):
+        node.apply(conditioning, conditioning, comfy_vae, sdr[:, :48, :48],
+                   "qwen-image: tokens as image 1", 2)

@@ -22,6 +22,7 @@ from comfyui_hdr.hdr.degrade import (
     ShadowNoise,
     WhiteBalance,
     degrade_pair,
+    downscale_reference,
 )
 from comfyui_hdr.hdr.scenes import hdr_scene
 from comfyui_hdr.hdr.tonemap import get_tone_mapper
@@ -254,3 +255,14 @@ def test_probabilities_pick_steps_at_their_rate():
 def test_bad_settings_raise_value_errors_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_reference_downscale_is_the_mean_of_each_block():
+    codes = np.random.default_rng(3).random((2, 1, 12, 18, 3), dtype=np.float32)
+    small = downscale_reference(codes, 3)
+    # numpy oracle: the mean over each 3 x 3 block of the [.., H, W, 3] picture.
+    expected = codes.reshape(2, 1, 4, 3, 6, 3, 3).mean(axis=(3, 5))
+    np.testing.assert_allclose(small, expected, rtol=1e-6)  # float32 summation order
+    np.testing.assert_array_equal(downscale_reference(codes, 1), codes)
+    with pytest.raises(ValueError, match="18x12 cannot be shrunk by factor 5: .*divide both sides"):
+        downscale_reference(codes, 5)
