@@ -3,8 +3,12 @@
 // floats), with exposure in stops, false colour, a histogram in stops, clip and NaN/Inf
 // markers and an A/B wipe against the node's SDR PNG.
 //
+// A batch shows its first frames (the server sends up to 48) with a frame slider; each
+// frame is measured on its own (stats, histogram, clip count) when it is first shown.
+//
 // Test hook: `node.hdrViewer` (see `HdrViewer.hook`): setExposure(stops), setMode(mode),
 // setClipMarkers(on), setNonFiniteMarkers(on), setWipe(fraction | null),
+// setFrame(index) -> a promise, frameIndex,
 // readPixel(x, y) -> displayed [r, g, b, a] at image pixel (x, y) (y down from the top row),
 // readImage() -> {width, height, rgba: every displayed pixel, rows top to bottom}, stats,
 // entry (the hdr_view entry shown), state, falseColour (the band table), markers (clip and
@@ -12,7 +16,7 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { analyse, countClipped, parseNpy } from "./hdr_viewer_data.js";
+import { analyse, countClipped, frameOf, parseNpy } from "./hdr_viewer_data.js";
 import { HdrRenderer } from "./hdr_viewer_gl.js";
 import { drawHistogram } from "./hdr_viewer_histogram.js";
 import {
@@ -46,6 +50,8 @@ class HdrViewer {
     this.state = { exposure: 0, mode: "image", showClip: false, showNonFinite: true, wipe: null };
     this.entries = [];
     this.frame = null;
+    this.frameIndex = 0;
+    this.loaded = null; // {proxy, sdr: PNG strip blob, frames: Map index -> measured frame}
     this.loads = 0;
     this.renderer = null;
     this.build();
@@ -80,10 +86,16 @@ class HdrViewer {
     this.mode.append(new Option("Image (sRGB)", "image"),
                      new Option("False colour (stops)", "falsecolour"));
     this.entryChoice = element("select", "hdrv-entry", { hidden: true });
+    this.frameSlider = element("input", "hdrv-frame-slider", {
+      type: "range", min: 0, max: 0, step: 1, value: 0, hidden: true,
+      title: "Frame of the batch (the first ones the server sent)",
+    });
+    this.frameText = element("span", "hdrv-value", { hidden: true });
     const info = (this.info = element("span", "hdrv-info", { textContent: "i",
                                                           title: VIEW_TRANSFORM }));
     bar.append(element("span", "hdrv-label", { textContent: "Exposure" }), this.exposure,
-               this.exposureText, this.mode, this.entryChoice, info);
+               this.exposureText, this.mode, this.entryChoice, this.frameSlider,
+               this.frameText, info);
 
     const toggles = element("div", "hdrv-bar");
     this.clip = this.toggle(toggles, "clip", "Mark pixels with a channel above display white " +
@@ -146,6 +158,7 @@ class HdrViewer {
     this.wipe.addEventListener("input", () => this.setWipe(Number(this.wipe.value)));
     this.entryChoice.addEventListener("change",
                                       () => this.load(this.entries[this.entryChoice.value]));
+    this.frameSlider.addEventListener("input", () => this.setFrame(Number(this.frameSlider.value)));
     let dragging = false;
     const dragTo = (event) => {
       const rect = this.canvas.getBoundingClientRect();
@@ -175,38 +188,64 @@ class HdrViewer {
     return this.load(entries[0]);
   }
 
-  /** Fetch, measure and upload one entry; a failure is shown in the status line. */
+  /** Fetch one entry and show its first frame; a failure is shown in the status line. */
   async load(entry) {
     const load = ++this.loads;
     this.status.textContent = "loading\u2026";
-    let sdr = null;
     try {
       const [npy, png] = await Promise.all([fetchOk(viewURL(entry.float)),
                                             fetchOk(viewURL(entry.sdr))]);
       const proxy = parseNpy(await npy.arrayBuffer());
-      // Bytes as the PNG holds them: no colour management, no premultiplication.
-      sdr = await createImageBitmap(await png.blob(), {
-        colorSpaceConversion: "none", premultiplyAlpha: "none",
-      });
-      if (sdr.width !== proxy.width || sdr.height !== proxy.height) {
-        throw new Error(`SDR PNG is ${sdr.width}x${sdr.height}, the float proxy ` +
-                        `${proxy.width}x${proxy.height}`);
+      const sdr = await png.blob();
+      const strip = await createImageBitmap(sdr);
+      const { width, height } = strip;
+      strip.close();
+      if (width !== proxy.width || height !== proxy.height * proxy.frames) {
+        throw new Error(`SDR PNG is ${width}x${height}, the float proxy ` +
+                        `${proxy.frames} x ${proxy.width}x${proxy.height}`);
       }
-      const frame = analyse(proxy);
       if (load !== this.loads) return;
-      this.ensureRenderer();
-      this.renderer.upload(proxy.width, proxy.height, frame.texture, frame.nonFinite, sdr);
+      this.loaded = { proxy, sdr, frames: new Map() };
       this.entry = entry;
-      this.frame = frame;
-      this.info.title = `${VIEW_TRANSFORM}\nData: ${entry.colourspace}, shown as it is (no ` +
-                        "gamut conversion).";
-      this.layout();
-      this.render();
+      this.frameSlider.max = proxy.frames - 1;
+      this.frameSlider.hidden = this.frameText.hidden = proxy.frames < 2;
+      await this.showFrame(0, load);
     } catch (error) {
       if (load === this.loads) this.status.textContent = `HDR viewer: ${error.message}`;
-    } finally {
-      sdr?.close();
     }
+  }
+
+  /** Measure (once) and upload frame `index` of the loaded entry. */
+  async showFrame(index, load = this.loads) {
+    const { proxy, sdr: strip, frames } = this.loaded;
+    if (!frames.has(index)) frames.set(index, analyse(frameOf(proxy, index)));
+    // Bytes as the PNG holds them: no colour management, no premultiplication.
+    const sdr = await createImageBitmap(strip, 0, index * proxy.height, proxy.width,
+                                        proxy.height, { colorSpaceConversion: "none",
+                                                        premultiplyAlpha: "none" });
+    try {
+      if (load !== this.loads) return;
+      const frame = frames.get(index);
+      this.ensureRenderer();
+      this.renderer.upload(proxy.width, proxy.height, frame.texture, frame.nonFinite, sdr);
+      this.frame = frame;
+      this.frameIndex = index;
+      this.frameSlider.value = index;
+      this.frameText.textContent = `${index + 1}/${proxy.frames}`;
+      this.info.title = `${VIEW_TRANSFORM}\nData: ${this.entry.colourspace}, shown as it is ` +
+                        "(no gamut conversion).";
+      this.layout();
+      this.render();
+    } finally {
+      sdr.close();
+    }
+  }
+
+  /** Show frame `index` (0-based, clamped to the frames sent). */
+  setFrame(index) {
+    if (!this.loaded) return Promise.resolve();
+    const last = this.loaded.proxy.frames - 1;
+    return this.showFrame(Math.min(last, Math.max(0, Math.round(Number(index)))));
   }
 
   set(changes) {
@@ -265,7 +304,9 @@ class HdrViewer {
     const { source_width: sourceWidth, source_height: sourceHeight, frames } = this.entry;
     const size = `${stats.width}\u00D7${stats.height} half` +
       (sourceWidth !== stats.width ? ` (of ${sourceWidth}\u00D7${sourceHeight})` : "") +
-      (frames > 1 ? `, frame 1 of ${frames}` : "");
+      (frames > 1 ? `, frame ${this.frameIndex + 1} of ${frames}` : "") +
+      (frames > (this.entry.shown_frames ?? 1) ? ` (the first ${this.entry.shown_frames} sent)`
+                                                 : "");
     const parts = [size,
                    `clipped ${((100 * stats.clipped) / pixels).toFixed(1)}%`,
                    stats.peakStops === null ? "no light" : `peak ${signed(stats.peakStops)} st`];
@@ -346,6 +387,7 @@ class HdrViewer {
       get stats() { return viewer.frame?.stats ?? null; },
       get entry() { return viewer.entry ?? null; },
       get state() { return { ...viewer.state }; },
+      get frameIndex() { return viewer.frameIndex; },
       falseColour: FALSE_COLOUR,
       markers: { clip: CLIP_COLOUR, nonFinite: NONFINITE_COLOUR },
       element: viewer.root,
@@ -354,6 +396,7 @@ class HdrViewer {
       setClipMarkers: (on) => viewer.setClipMarkers(on),
       setNonFiniteMarkers: (on) => viewer.setNonFiniteMarkers(on),
       setWipe: (fraction) => viewer.setWipe(fraction),
+      setFrame: (index) => viewer.setFrame(index),
       readPixel: (x, y) => viewer.readPixel(x, y),
       readImage: () => viewer.readImage(),
     };

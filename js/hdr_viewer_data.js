@@ -27,7 +27,10 @@ const HALF = (() => {
 const HALF_MAX_BITS = 0x7bff; // 65504
 const NEGATIVE_HALF_MAX_BITS = 0xfbff;
 
-/** Parse a NumPy .npy v1.0 file holding little-endian float16 [height, width, 3]. */
+/**
+ * Parse a NumPy .npy v1.0 file holding little-endian float16 [height, width, 3] (one frame)
+ * or [frames, height, width, 3] (the first frames of a clip).
+ */
 export function parseNpy(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = String.fromCharCode(...bytes.subarray(0, 6));
@@ -41,13 +44,21 @@ export function parseNpy(buffer) {
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shape = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1]
     .split(",").map((s) => s.trim()).filter(Boolean).map(Number);
-  if (descr !== "<f2" || fortran !== "False" || shape?.length !== 3 || shape[2] !== 3) {
-    throw new Error(`.npy header ${header.trim()}: expected '<f2', C order, [h, w, 3]`);
+  if (descr !== "<f2" || fortran !== "False" || !(shape?.length === 3 || shape?.length === 4) ||
+      shape[shape.length - 1] !== 3) {
+    throw new Error(`.npy header ${header.trim()}: expected '<f2', C order, ` +
+                    "[h, w, 3] or [frames, h, w, 3]");
   }
-  const [height, width] = shape;
+  const [frames, height, width] = shape.length === 4 ? shape : [1, ...shape];
   const offset = 10 + headerLength;
-  const halves = new Uint16Array(buffer, offset, height * width * 3);
-  return { width, height, halves };
+  const halves = new Uint16Array(buffer, offset, frames * height * width * 3);
+  return { width, height, frames, halves };
+}
+
+/** One frame of a parsed proxy, as `analyse` takes it (a view, no copy). */
+export function frameOf({ width, height, halves }, index) {
+  const size = width * height * 3;
+  return { width, height, halves: halves.subarray(index * size, (index + 1) * size) };
 }
 
 /**

@@ -1,12 +1,13 @@
 """The ``hdr_view`` UI message the browser's HDR viewer (js/hdr_viewer.js) reads.
 
-For the first frame of a batch the node writes, into ComfyUI's temp folder, a float16
-``.npy`` proxy of the scene-linear values and an 8-bit PNG of a display rendering, and
-returns their names for ``/view``:
+For the first :data:`MAX_FRAMES` frames of a batch the node writes, into ComfyUI's temp
+folder, a float16 ``.npy`` proxy of the scene-linear values (``[h, w, 3]`` for one frame,
+``[frames, h, w, 3]`` for several) and an 8-bit PNG of a display rendering (the frames
+stacked top to bottom), and returns their names for ``/view``:
 
     {"hdr_view": [{"float": {"filename", "subfolder", "type": "temp"},
-                   "sdr": {...same...}, "width", "height", "frames", "dtype": "float16",
-                   "colourspace", "label"}]}
+                   "sdr": {...same...}, "width", "height", "frames", "shown_frames",
+                   "dtype": "float16", "colourspace", "label"}]}
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ import torch
 from ..hdr.preview import float_proxy, sdr_picture, srgb_picture
 
 MAX_EDGE = 1024
+"""Long edge of a single frame's proxy (pixels)."""
+MAX_FRAMES = 48
+"""Frames of a batch the viewer can step through (the first ones)."""
+CLIP_EDGE = 512
+"""Long edge of each frame's proxy when there are several (48 frames of 512 x 288 half
+floats: 42 MB)."""
 
 
 def _temp_entry(suffix: str) -> tuple[Path, dict]:
@@ -36,23 +43,28 @@ def hdr_view(scene_linear: torch.Tensor, display: torch.Tensor | None = None, *,
     """UI message for the viewer: scene-linear batch [B,H,W,C] (+ its display rendering)."""
     from PIL import Image
 
-    frame = scene_linear[0]
-    proxy = float_proxy(frame, MAX_EDGE)
+    shown = min(int(scene_linear.shape[0]), MAX_FRAMES)
+    edge = MAX_EDGE if shown == 1 else CLIP_EDGE
+    proxies = np.stack([float_proxy(frame, edge) for frame in scene_linear[:shown]])
     float_path, float_entry = _temp_entry(".npy")
-    np.save(float_path, proxy)
+    np.save(float_path, proxies[0] if shown == 1 else proxies)
 
-    height, width = proxy.shape[:2]
-    if display is None:
-        picture = srgb_picture(torch.from_numpy(proxy.astype(np.float32)))
-    else:
-        picture = sdr_picture(display[0])
-        if picture.shape[:2] != (height, width):
-            picture = np.asarray(Image.fromarray(picture).resize((width, height), Image.BOX))
+    height, width = proxies.shape[1:3]
+    pictures = []
+    for index, proxy in enumerate(proxies):
+        if display is None:
+            picture = srgb_picture(torch.from_numpy(proxy.astype(np.float32)))
+        else:
+            picture = sdr_picture(display[index])
+            if picture.shape[:2] != (height, width):
+                picture = np.asarray(Image.fromarray(picture).resize((width, height),
+                                                                     Image.BOX))
+        pictures.append(picture)
     sdr_path, sdr_entry = _temp_entry(".png")
-    Image.fromarray(picture).save(sdr_path, compress_level=1)
+    Image.fromarray(np.concatenate(pictures)).save(sdr_path, compress_level=1)
     return {"hdr_view": [{
         "float": float_entry, "sdr": sdr_entry, "width": width, "height": height,
-        "source_width": int(frame.shape[1]), "source_height": int(frame.shape[0]),
-        "frames": int(scene_linear.shape[0]), "dtype": "float16",
+        "source_width": int(scene_linear.shape[2]), "source_height": int(scene_linear.shape[1]),
+        "frames": int(scene_linear.shape[0]), "shown_frames": shown, "dtype": "float16",
         "colourspace": colourspace, "label": label,
     }]}

@@ -35,7 +35,9 @@ NEGATIVE_PIXELS = (75, slice(125, 130))  # 5 pixels, red channel -0.01 (out of g
 # ITU-R BT.709-6 item 3.2 (an oracle independent of the viewer's own constant).
 REC709_LUMA = (0.2126, 0.7152, 0.0722)
 
-PATCHES, CHART = 2, 4  # the Preview HDR node ids in the graph below
+CLIP_ARRAY = "hdr_viewer_clip.npy"
+CLIP_STOPS = (-2, 3, 8)  # flat frames of 0.18 * 2**stops, one per frame
+PATCHES, CHART, CLIP = 2, 4, 6  # the Preview HDR node ids in the graph below
 GRAPH = {
     "1": {"class_type": "HDRLoadFloatArray", "inputs": {"array": PATCHES_ARRAY}},
     "2": {"class_type": "HDRPreview", "inputs": {"image": ["1", 0]},
@@ -45,7 +47,21 @@ GRAPH = {
                                                    "frames": 1}},
     "4": {"class_type": "HDRPreview", "inputs": {"image": ["3", 0]},
           "_meta": {"title": "Preview HDR (test chart)"}},
+    "5": {"class_type": "HDRLoadFloatArray", "inputs": {"array": CLIP_ARRAY}},
+    "6": {"class_type": "HDRPreview", "inputs": {"image": ["5", 0]},
+          "_meta": {"title": "Preview HDR (3-frame clip)"}},
 }
+
+
+def flat_clip() -> np.ndarray:
+    """[3, 24, 40, 3] float32: frame k is 0.18 * 2**CLIP_STOPS[k] everywhere but a 4x4
+    block of the next frame's value (so frames differ in the picture and in the stats)."""
+    values = [0.18 * 2.0**stops for stops in CLIP_STOPS]
+    clip = np.empty((len(values), 24, 40, 3), np.float32)
+    for index, value in enumerate(values):
+        clip[index] = value
+        clip[index, :4, :4] = values[(index + 1) % len(values)]
+    return clip
 
 
 def stop_patches() -> np.ndarray:
@@ -86,6 +102,7 @@ def srgb_decode(code) -> np.ndarray:
 @pytest.fixture(scope="module")
 def page(comfy_server):
     np.save(comfy_server.input_dir / PATCHES_ARRAY, stop_patches())
+    np.save(comfy_server.input_dir / CLIP_ARRAY, flat_clip())
     with comfy_page(comfy_server.url) as page:
         page.evaluate("(graph) => app.loadApiJson(graph, 'hdr_viewer_test')", GRAPH)
         # Events go to the client id the websocket was given: queue only once it has one.
@@ -93,11 +110,12 @@ def page(comfy_server):
                                "&& !!window.comfyAPI.api.api.clientId", timeout=60_000)
         outcome = page.evaluate(WAIT_FOR_RUN_JS)
         assert outcome["type"] == "execution_success", outcome
-        page.wait_for_function(f"() => [{PATCHES}, {CHART}].every("
+        page.wait_for_function(f"() => [{PATCHES}, {CHART}, {CLIP}].every("
                                "(id) => app.graph.getNodeById(id)?.hdrViewer?.stats)",
                                timeout=30_000)
         page.evaluate("""() => {
-            const place = {1: [20, 430], 2: [920, 140], 3: [20, 60], 4: [360, 60]};
+            const place = {1: [20, 430], 2: [920, 140], 3: [20, 60], 4: [360, 60],
+                           5: [20, 900], 6: [360, 900]};
             for (const [id, pos] of Object.entries(place)) app.graph.getNodeById(+id).pos = pos;
             app.canvas.ds.scale = 1;
             app.canvas.ds.offset = [70, 50];
@@ -306,6 +324,38 @@ def test_ab_wipe_shows_the_sdr_png_right_of_the_split(page, comfy_server):
     image = viewer(page, PATCHES, "(v.setWipe(0), v.readImage())")
     shown = np.array(image["rgba"], np.uint8).reshape(HEIGHT, WIDTH, 4)[..., :3]
     np.testing.assert_array_equal(shown, png[..., :3])
+
+
+def test_a_batch_steps_frame_by_frame_each_measured_on_its_own(page, comfy_server):
+    entry = viewer(page, CLIP, "v.entry")
+    assert (entry["frames"], entry["shown_frames"]) == (3, 3)
+    proxy = np.load(io.BytesIO(fetch_view(comfy_server.url, entry["float"])))
+    png = np.asarray(Image.open(io.BytesIO(fetch_view(comfy_server.url, entry["sdr"]))))
+    assert proxy.shape == (3, 24, 40, 3) and png.shape[:2] == (3 * 24, 40)
+    clip = flat_clip()
+    for index in (2, 0, 1):  # out of order: each frame is measured when first shown
+        shown = page.evaluate(f"""async () => {{
+            const v = app.graph.getNodeById({CLIP}).hdrViewer;
+            await v.setFrame({index});
+            v.setExposure(0); v.setWipe(null);
+            return {{index: v.frameIndex, peak: v.stats.peak, pixel: v.readPixel(20, 12),
+                     corner: v.readPixel(1, 1), status: v.element.querySelector(
+                         '.hdrv-status').textContent,
+                     slider: v.element.querySelector('.hdrv-frame-slider').value}};
+        }}""")
+        assert shown["index"] == index and shown["slider"] == str(index)
+        assert f"frame {index + 1} of 3" in shown["status"]
+        # The frame's own values, as the half floats the browser received (oracle: the
+        # float32 array written, rounded once to half; luminance of a grey is the grey).
+        np.testing.assert_allclose(shown["peak"], as_half(clip[index].max()), rtol=1e-6)
+        for key, (y, x) in (("pixel", (12, 20)), ("corner", (1, 1))):
+            value = as_half(clip[index, y, x, 0])
+            assert shown[key][:3] == [int(srgb_code(value))] * 3, (index, key)
+        # The A/B wipe shows this frame's slice of the SDR strip.
+        image = viewer(page, CLIP, "(v.setWipe(0), v.readImage())")
+        pixels = np.array(image["rgba"], np.uint8).reshape(24, 40, 4)[..., :3]
+        np.testing.assert_array_equal(pixels, png[index * 24:(index + 1) * 24, :, :3])
+    viewer(page, CLIP, "(v.setWipe(null), 0)")
 
 
 def on_screen(page, node_id: int, x: float, y: float) -> tuple[float, float]:

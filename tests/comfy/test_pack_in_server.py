@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,24 @@ def test_hdr_metrics_node_reports_the_library_numbers(comfy_server, comfy_client
     assert f"pu21_psnr: {expected['pu21_psnr']:.4g}" in text
     assert f"pq_psnr: {expected['pq_psnr']:.4g}" in text
     assert json.loads(json.dumps(expected))["delta_e_itp"] > 0
+
+
+def test_the_viewer_gets_the_first_48_frames_of_a_long_batch(comfy_server, comfy_client):
+    from PIL import Image
+
+    from comfyui_hdr.nodes._preview import MAX_FRAMES
+
+    clip = (0.18 * 2.0 ** (np.arange(50, dtype=np.float32) / 4))[:, None, None, None]
+    clip = np.broadcast_to(clip, (50, 8, 12, 3)).astype(np.float32)
+    np.save(comfy_server.input_dir / "viewer_50_frames.npy", clip)
+    result = comfy_client.run({
+        "1": {"class_type": "HDRLoadFloatArray", "inputs": {"array": "viewer_50_frames.npy"}},
+        "2": {"class_type": "HDRPreview", "inputs": {"image": ["1", 0]}}})
+    (view,) = result.outputs["2"]["hdr_view"]
+    assert (view["frames"], view["shown_frames"]) == (50, MAX_FRAMES) == (50, 48)
+    proxy, strip = (comfy_client.view(view[key]["filename"], view[key]["subfolder"], "temp")
+                    for key in ("float", "sdr"))
+    proxy, strip = np.load(io.BytesIO(proxy)), np.asarray(Image.open(io.BytesIO(strip)))
+    assert proxy.shape == (48, 8, 12, 3) and strip.shape == (48 * 8, 12, 3)
+    # Each frame is its own half-float proxy (0.18 at +0.25 stop steps), in order.
+    np.testing.assert_array_equal(proxy, clip[:48].astype(np.float16))
