@@ -94,8 +94,7 @@ class HdrViewer {
     const info = (this.info = element("span", "hdrv-info", { textContent: "i",
                                                           title: VIEW_TRANSFORM }));
     bar.append(element("span", "hdrv-label", { textContent: "Exposure" }), this.exposure,
-               this.exposureText, this.mode, this.entryChoice, this.frameSlider,
-               this.frameText, info);
+               this.exposureText, this.mode, this.entryChoice, info);
 
     const toggles = element("div", "hdrv-bar");
     this.clip = this.toggle(toggles, "clip", "Mark pixels with a channel above display white " +
@@ -106,7 +105,7 @@ class HdrViewer {
                                   "node's SDR PNG (B). Drag on the image to move the split.");
     this.wipe = element("input", "hdrv-wipe", { type: "range", min: 0, max: 1, step: 0.001,
                                                 value: 0.5, disabled: true });
-    toggles.append(this.wipe);
+    toggles.append(this.wipe, this.frameSlider, this.frameText);
 
     this.stage = element("div", "hdrv-stage");
     this.frameBox = element("div", "hdrv-frame");

@@ -6,8 +6,9 @@ const STYLE = `
 .hdrv-bar { display: flex; align-items: center; gap: 8px; min-height: 22px; flex-wrap: nowrap; }
 .hdrv-label { color: #aaa; }
 .hdrv-exposure { flex: 1; min-width: 80px; accent-color: #e8b04a; }
-.hdrv-frame-slider { width: 90px; accent-color: #8ab4f8; }
-.hdrv-value { width: 48px; font-variant-numeric: tabular-nums; text-align: right; }
+.hdrv-frame-slider { width: 96px; flex: none; accent-color: #8ab4f8; }
+.hdrv-value { width: 48px; flex: none; white-space: nowrap; font-variant-numeric: tabular-nums;
+               text-align: right; }
 .hdrv select { background: #2a2a2a; color: #ddd; border: 1px solid #555; border-radius: 4px;
   font-size: 11px; padding: 1px 4px; }
 .hdrv-info { cursor: help; color: #9ad; border: 1px solid #9ad; border-radius: 50%;

@@ -401,3 +401,10 @@ def test_chart_viewer_screenshots(page, artifacts_dir):
     reset(page, PATCHES)
     screenshot_node(page, PATCHES, artifacts_dir / "viewer-patches.png")
     page.screenshot(path=str(artifacts_dir / "viewer-graph.png"))
+    page.evaluate(f"""async () => {{
+        await app.graph.getNodeById({CLIP}).hdrViewer.setFrame(1);
+        app.canvas.ds.offset = [70, -800];
+        app.canvas.setDirty(true, true);
+    }}""")
+    screenshot_node(page, CLIP, artifacts_dir / "viewer-clip-frame-2.png")
+    page.evaluate("() => { app.canvas.ds.offset = [70, 50]; app.canvas.setDirty(true, true); }")
