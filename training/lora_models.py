@@ -3,8 +3,10 @@
 One place knows how each family lays out its latents and sequence:
 
 - Flux (``FluxTransformer2DModel``): image latents ``[B, C, h, w]``, 2x2-packed tokens with
-  3-axis position ids; a reference's tokens follow with ids ``(1, y * k, x * k)`` (the first
-  axis marks another image, as Flux Kontext does; ``k`` the reference downscale factor).
+  3-axis position ids; a reference's tokens follow with ids ``(1, y, x)`` on its own grid
+  (the first axis marks another image, as Flux Kontext does, whatever the reference's
+  size: a downscaled reference is not stretched over the target, because ComfyUI's Flux
+  cannot place one that way).
 - Wan 2.1 (``WanTransformer3DModel``): video latents ``[B, C, T, h, w]``; a reference's
   latent frames follow the target's along time (the rotary grid continues; factor 1).
 - Qwen-Image (``QwenImageTransformer2DModel``): one-frame video latents ``[B, C, 1, h, w]``
@@ -133,19 +135,18 @@ def _unpack(tokens: torch.Tensor, channels: int, height: int, width: int) -> tor
     return patches.permute(0, 3, 1, 4, 2, 5).reshape(b, channels, height, width)
 
 
-def _flux_ids(height: int, width: int, image: int, spacing: float) -> torch.Tensor:
+def _flux_ids(height: int, width: int, image: int) -> torch.Tensor:
     rows, columns = torch.meshgrid(torch.arange(height // 2), torch.arange(width // 2),
                                    indexing="ij")
-    ids = torch.stack([torch.full_like(rows, image), rows, columns], -1).reshape(-1, 3)
-    return ids.float() * torch.tensor([1.0, spacing, spacing])
+    return torch.stack([torch.full_like(rows, image), rows, columns], -1).reshape(-1, 3).float()
 
 
-def _flux_velocity(model, noisy, sigma, text, pooled, reference, downscale, guidance):
+def _flux_velocity(model, noisy, sigma, text, pooled, reference, guidance):
     channels, height, width = noisy.shape[1:]
-    tokens, ids = _pack(noisy), _flux_ids(height, width, 0, 1.0)
+    tokens, ids = _pack(noisy), _flux_ids(height, width, 0)
     if reference is not None:
         tokens = torch.cat([tokens, _pack(reference)], 1)
-        ids = torch.cat([ids, _flux_ids(*reference.shape[2:], 1, float(downscale))])
+        ids = torch.cat([ids, _flux_ids(*reference.shape[2:], 1)])
     extra = {} if guidance is None else {"guidance": torch.full_like(sigma, guidance)}
     output = model(hidden_states=tokens, encoder_hidden_states=text, pooled_projections=pooled,
                    timestep=sigma, img_ids=ids.to(noisy), return_dict=False,
@@ -170,7 +171,7 @@ def _qwen_image_velocity(model, noisy, sigma, text, reference):
 
 def predict_velocity(model, family: str, noisy: torch.Tensor, sigma: torch.Tensor,
                      text: torch.Tensor, pooled: torch.Tensor | None = None,
-                     reference: torch.Tensor | None = None, downscale: int = 1,
+                     reference: torch.Tensor | None = None,
                      guidance: float | None = None) -> torch.Tensor:
     """The transformer's velocity for latents ``noisy`` at flow time ``sigma`` ``[B]``.
 
@@ -186,7 +187,7 @@ def predict_velocity(model, family: str, noisy: torch.Tensor, sigma: torch.Tenso
                      return_dict=False)[0][:, :, :frames]
     if family == "qwen_image":
         return _qwen_image_velocity(model, noisy, sigma, text, reference)
-    return _flux_velocity(model, noisy, sigma, text, pooled, reference, downscale, guidance)
+    return _flux_velocity(model, noisy, sigma, text, pooled, reference, guidance)
 
 
 def _statistics(vae, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -142,7 +142,8 @@ TINY_FLUX = {"patch_size": 1, "in_channels": 64, "num_layers": 1, "num_single_la
              "pooled_projection_dim": 32, "axes_dims_rope": (16, 24, 24)}
 
 
-def test_flux_reference_tokens_get_the_positions_train_lora_gives_them():
+@pytest.mark.parametrize("reference_side", [8, 4])  # downscale factor 1 and 2
+def test_flux_reference_tokens_get_the_positions_train_lora_gives_them(reference_side):
     """ComfyUI's smallest detectable Flux is 0.56 G parameters, so its Flux module is built
     directly at width 128 with the diffusers model's weights; the node's conditioning keys
     (``reference_latents`` + method ``index``) reach it as WAN21's did, via ``extra_conds``."""
@@ -163,7 +164,8 @@ def test_flux_reference_tokens_get_the_positions_train_lora_gives_them():
     comfy_flux.load_state_dict(flux_comfyui_state_dict(flux.state_dict(), 1, 1, 128),
                                strict=True)
     generator = torch.Generator().manual_seed(5)
-    noisy, reference = (torch.randn(1, 16, 8, 8, generator=generator) for _ in range(2))
+    noisy = torch.randn(1, 16, 8, 8, generator=generator)
+    reference = torch.randn(1, 16, reference_side, reference_side, generator=generator)
     text, pooled = torch.randn(1, 8, 32, generator=generator), torch.randn(1, 32,
                                                                           generator=generator)
     positive, _ = reference_conditioning([[text, {}]], [[text, {}]], reference,

@@ -257,7 +257,7 @@ def test_reference_tokens_condition_the_prediction_without_changing_its_shape():
     with torch.no_grad():
         alone = predict_velocity(model, "flux", latent, torch.tensor([0.5]), text, pooled)
         conditioned = [predict_velocity(model, "flux", latent, torch.tensor([0.5]), text,
-                                        pooled, reference, downscale=2)
+                                        pooled, reference)
                        for reference in references]
     assert conditioned[0].shape == alone.shape == latent.shape
     assert (conditioned[0] - alone).abs().mean() > 1e-3
