@@ -21,7 +21,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,36 @@ def resolve_resume(resume: str, output: Path) -> Path:
     if not (checkpoint / "trainer_state.json").is_file():
         raise ValueError(f"--resume {checkpoint} is not a checkpoint (no trainer_state.json); "
                          f"give a {CHECKPOINT_PREFIX}<step> directory or 'latest'")
+    match = _CHECKPOINT.match(checkpoint.name)
+    later = []
+    if match and Path(output).is_dir():
+        later = sorted((int(found.group(1)), path.name) for path in Path(output).iterdir()
+                       if path.is_dir() and (found := _CHECKPOINT.match(path.name))
+                       and int(found.group(1)) > int(match.group(1)))
+    if later:
+        raise ValueError(f"--resume {checkpoint.name}: {output} already holds later "
+                         f"checkpoints ({', '.join(name for _, name in later)}), which the "
+                         "resumed run would replace; move them away or resume from latest")
+    return checkpoint
+
+
+def prepare_output(output: Path, resume: str, overwrite: bool, accelerator) -> Path | None:
+    """The checkpoint ``--resume`` names (or None) for a run writing into ``output``.
+
+    A new run refuses a non-empty ``output`` unless ``overwrite`` (then the old run's
+    checkpoints are removed: the new run writes its own from step 1). Every process calls
+    it; the main one creates the folder.
+    """
+    checkpoint = resolve_resume(resume, output) if resume else None
+    if checkpoint is None and output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ValueError(f"--output {output} is not empty; pass --resume latest to continue "
+                         "its run, --overwrite to start over, or pick another folder")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        while checkpoint is None and (previous := latest_checkpoint(output)) is not None:
+            shutil.rmtree(previous)
+    accelerator.wait_for_everyone()
     return checkpoint
 
 
@@ -228,12 +258,15 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], remainder: dict) -> None:
 
 
 def save_checkpoint(output: Path, step: int, accelerator, model, optimizer,
-                    trainer_state: dict, loss_log: LossLog) -> Path:
+                    trainer_state: dict, loss_log: LossLog,
+                    finish: Callable[[Path], None] | None = None) -> Path:
     """Write ``output/checkpoint-<step>/`` (call on every process); returns its path.
 
     Holds ``model/`` (``save_pretrained``, safetensors), ``optimizer.safetensors`` +
     ``optimizer.json``, ``rng-<process>.safetensors`` + ``.json`` for every process,
-    ``trainer_state.json`` (``trainer_state`` and ``step``) and the ``loss.csv`` so far.
+    ``trainer_state.json`` (``trainer_state`` and ``step``) and the ``loss.csv`` so far;
+    ``finish(folder)`` (main process) adds files before the folder takes its name, so a
+    checkpoint is complete or absent. An existing ``checkpoint-<step>`` is never replaced.
     """
     final = output / f"{CHECKPOINT_PREFIX}{step}"
     partial = output / f".{final.name}.partial"
@@ -253,9 +286,14 @@ def save_checkpoint(output: Path, step: int, accelerator, model, optimizer,
         (partial / "trainer_state.json").write_text(
             json.dumps(trainer_state | {"step": step}, indent=2))
         loss_log.write_csv(partial / "loss.csv")
+    if accelerator.is_main_process and finish is not None:
+        finish(partial)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+            raise FileExistsError(f"{final} already exists; the run will not replace a "
+                                  "checkpoint (move it away, or resume from it)")
         partial.rename(final)
     accelerator.wait_for_everyone()
     return final

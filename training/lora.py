@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -57,10 +59,9 @@ from .common import (
     EpochItems,
     LossLog,
     StepBatchSampler,
-    latest_checkpoint,
     make_accelerator,
+    prepare_output,
     progress_bar,
-    resolve_resume,
     restore_checkpoint,
     save_checkpoint,
     step_generator,
@@ -150,12 +151,15 @@ class LoraTrainingOptions:
     checkpoint_every: int = _option(100, "steps between checkpoints")
     eval_every: int = _option(50, "steps between held-out losses")
     resume: str = _option("", "'latest' or a checkpoint-<step> folder to continue from")
+    overwrite: bool = _option(False, "start a new run in a non-empty --output (its files "
+                              "and checkpoints are replaced)")
     mixed_precision: str = _option("no", "accelerate mixed precision",
                                    choices=("no", "fp16", "bf16"))
 
 
 # Options that may change between a run and its resume.
-_RESUMABLE = ("steps", "checkpoint_every", "eval_every", "num_workers", "resume", "output")
+_RESUMABLE = ("steps", "checkpoint_every", "eval_every", "num_workers", "resume", "output",
+              "overwrite")
 
 
 @dataclass(frozen=True)
@@ -385,7 +389,9 @@ def _write_adapter(folder: Path, peft_model, mapping: dict) -> None:
                 "hdr_lora": json.dumps(mapping)}
     with atomic_path(folder / ADAPTER_WEIGHTS, overwrite=True) as temporary:
         save_file(state, temporary, metadata=metadata)
-    peft_model.peft_config["default"].save_pretrained(str(folder))
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".adapter-config-") as staging:
+        peft_model.peft_config["default"].save_pretrained(staging)
+        os.replace(Path(staging) / "adapter_config.json", folder / "adapter_config.json")
     write_json(folder / COLOUR_MAPPING, mapping)
     export_comfyui_lora(folder, folder / COMFYUI_LORA, overwrite=True)
 
@@ -464,10 +470,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                          f"{options.max_trainable_share}%); lower --rank, narrow --targets "
                          "or raise --max-trainable-share")
     run = {key: value for key, value in asdict(options).items() if key not in _RESUMABLE}
-    checkpoint = resolve_resume(options.resume, output) if options.resume else None
-    if checkpoint is None and latest_checkpoint(output) is not None:
-        raise ValueError(f"--output {output} already holds checkpoints; pass --resume latest "
-                         "or choose a new --output")
+    checkpoint = prepare_output(output, options.resume, options.overwrite, accelerator)
     if checkpoint is not None:
         saved = json.loads((checkpoint / "trainer_state.json").read_text())["run"]
         changed = sorted(key for key in run if saved.get(key) != run[key])
@@ -554,9 +557,9 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
             heldout_log.append(step, heldout=heldout_loss())
             model.train()
         if step % options.checkpoint_every == 0 or step == options.steps:
-            folder = save_checkpoint(output, step, accelerator, model, optimizer,
-                                     {"run": run, "heldout": heldout_log.rows}, log)
-            save(step, folder / "model")
+            save_checkpoint(output, step, accelerator, model, optimizer,
+                            {"run": run, "heldout": heldout_log.rows}, log,
+                            finish=lambda folder, step=step: save(step, folder / "model"))
     bar.close()
     save(options.steps, output)
     return TrainingResult(output, [row["total"] for row in log.rows],

@@ -48,14 +48,13 @@ from ..hdr.models.hdr_vae import (
 )
 from ..hdr.tonemap import TONE_MAPPERS
 from .common import (
-    CHECKPOINT_PREFIX,
     EpochItems,
     LossLog,
     StepBatchSampler,
     check_safetensors_dir,
     make_accelerator,
+    prepare_output,
     progress_bar,
-    resolve_resume,
     restore_checkpoint,
     save_checkpoint,
     step_generator,
@@ -185,24 +184,6 @@ def _check(arguments: argparse.Namespace) -> None:
     if arguments.init_from and any(getattr(arguments, name) is not None for name in layout):
         raise ValueError("--init-from takes the source VAE's layout; drop --block-out-channels, "
                          "--layers-per-block, --norm-num-groups and --mid-block-attention")
-
-
-def _prepare_output(arguments: argparse.Namespace, accelerator) -> Path | None:
-    """The checkpoint to resume from, or None; refuses to clobber a previous run."""
-    output = arguments.output
-    checkpoint = resolve_resume(arguments.resume, output) if arguments.resume else None
-    if (checkpoint is None and output.is_dir() and any(output.iterdir())
-            and not arguments.overwrite):
-        raise ValueError(f"--output {output} is not empty; pass --resume latest to continue "
-                         "its run, --overwrite to start over, or pick another folder")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        for stale in output.glob(f"{CHECKPOINT_PREFIX}*") if checkpoint is None else ():
-            if stale.is_dir():
-                shutil.rmtree(stale)
-    accelerator.wait_for_everyone()
-    return checkpoint
 
 
 def _datasets(arguments: argparse.Namespace):
@@ -387,7 +368,8 @@ def train_vae(arguments: argparse.Namespace) -> TrainedVAE:
     accelerator = make_accelerator(arguments.mixed_precision,
                                    full_precision_only="the HDR VAE")
     output = arguments.output
-    checkpoint = _prepare_output(arguments, accelerator)
+    checkpoint = prepare_output(arguments.output, arguments.resume, arguments.overwrite,
+                                accelerator)
     torch.manual_seed(arguments.seed)
     train, heldout, data, heldout_data = _datasets(arguments)
     model = (load_hdr_vae(checkpoint / "model") if checkpoint is not None

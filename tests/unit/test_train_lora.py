@@ -347,3 +347,29 @@ def test_prompt_embeddings_of_another_text_encoder_are_refused(models, tmp_path,
     assert run(argv)[0] == 2
     assert ("--prompt-embeddings are 4096 wide but the model's text input is 32"
             in capsys.readouterr().err)
+
+
+def test_a_finished_run_is_kept_unless_overwrite_is_asked(models, tmp_path, capsys):
+    short = ["--steps", "2", "--checkpoint-every", "1", "--scenes", "4"]
+    assert run(arguments(models, "flux", tmp_path, *short))[0] == 0
+    # Every checkpoint is complete: the adapter, its colour mapping and the ComfyUI LoRA.
+    for step in (1, 2):
+        model = tmp_path / f"checkpoint-{step}" / "model"
+        assert {"adapter_config.json", "adapter_model.safetensors", "hdr_lora.json",
+                "comfyui_lora.safetensors"} <= {path.name for path in model.iterdir()}
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    assert (tmp_path / "heldout_loss.png").stat().st_size > 0
+    before = (tmp_path / "comfyui_lora.safetensors").read_bytes()
+    assert run(arguments(models, "flux", tmp_path, *short, "--seed", "5"))[0] == 2
+    assert "is not empty; pass --resume latest" in capsys.readouterr().err
+    assert (tmp_path / "comfyui_lora.safetensors").read_bytes() == before
+    # Resuming an earlier checkpoint would rewrite checkpoint-2: refused, nothing touched.
+    assert run(arguments(models, "flux", tmp_path, *short, "--resume",
+                         str(tmp_path / "checkpoint-1")))[0] == 2
+    assert "already holds later checkpoints (checkpoint-2)" in capsys.readouterr().err
+    assert run(arguments(models, "flux", tmp_path, *short, "--seed", "5",
+                         "--overwrite"))[0] == 0
+    assert (tmp_path / "comfyui_lora.safetensors").read_bytes() != before
+    assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == [
+        "checkpoint-1", "checkpoint-2"]
+    assert not list(tmp_path.glob(".*"))  # no staging folders left behind
