@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from ..hdr import metrics
 from ._common import CATEGORY_ANALYSIS, require_image
@@ -39,7 +40,14 @@ class HDRMetrics:
                              "differ; resize or trim one so they match")
         results = metrics.hdr_metrics(test, truth, nits_at_1=nits_at_1, jod=jod)
         text = "\n".join(f"{name}: {value:.4g}" for name, value in results.items())
-        return {"ui": {"text": [text]}, "result": (json.dumps(results),)}
+        return {"ui": {"text": [text]}, "result": (metrics_json(results),)}
+
+
+def metrics_json(results: dict) -> str:
+    """Strict JSON of the metrics: a value that is not finite (PSNR of identical images,
+    flicker of a single frame) is ``null``, as JSON has no NaN or Infinity."""
+    return json.dumps({name: value if math.isfinite(value) else None
+                       for name, value in results.items()}, allow_nan=False)
 
 
 NODE_CLASS_MAPPINGS = {"HDRMetrics": HDRMetrics}

@@ -90,8 +90,10 @@ def test_identical_prompt_is_served_from_cache_and_a_changed_one_writes_anew(com
                                   expected.numpy())
 
 
-def test_hdr_metrics_node_reports_the_library_numbers(comfy_server, comfy_client):
+def test_hdr_metrics_node_reports_the_library_numbers_as_strict_json(comfy_server,
+                                                                     comfy_client):
     import json
+    import math
 
     from comfyui_hdr.hdr import metrics
 
@@ -103,12 +105,25 @@ def test_hdr_metrics_node_reports_the_library_numbers(comfy_server, comfy_client
         "2": {"class_type": "HDRLoadFloatArray", "inputs": {"array": "metrics_truth.npy"}},
         "3": {"class_type": "HDRMetrics", "inputs": {"image": ["1", 0], "reference": ["2", 0],
                                                      "nits_at_1": 100.0, "jod": False}},
+        # The stock "Preview Any" shows the node's STRING output as the server received it.
+        "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
     }
-    (text,) = comfy_client.run(prompt).outputs["3"]["text"]
+    outputs = comfy_client.run(prompt).outputs
+    (text,) = outputs["3"]["text"]
     expected = metrics.hdr_metrics(chart * 1.1, chart, nits_at_1=100.0)
     assert f"pu21_psnr: {expected['pu21_psnr']:.4g}" in text
     assert f"pq_psnr: {expected['pq_psnr']:.4g}" in text
-    assert json.loads(json.dumps(expected))["delta_e_itp"] > 0
+
+    def strict(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    (output,) = outputs["4"]["text"]
+    reported = json.loads(output, parse_constant=strict)
+    assert reported.keys() == expected.keys()
+    for name, value in expected.items():
+        # One frame has no flicker or frame-to-frame PSNR: null, not NaN.
+        assert reported[name] == (value if math.isfinite(value) else None), name
+    assert reported["flicker_test"] is None and reported["delta_e_itp"] > 0
 
 
 def test_the_viewer_gets_the_first_48_frames_of_a_long_batch(comfy_server, comfy_client):
