@@ -255,7 +255,9 @@ class _Latents:
         self.layout = FAMILY_LAYOUTS[family]
         self.video = self.layout.video_latents
         self.cache = LatentCache(options.latent_cache) if options.latent_cache else None
-        self.vae_hash = weights_hash(vae) if self.cache else None
+        # Weights and config: the config's latent statistics normalise the latents too.
+        self.vae_hash = (f"{weights_hash(vae)}+config:{config_sha256(vae)}" if self.cache
+                         else None)
 
     def encode(self, batch: dict) -> dict:
         """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""

@@ -373,3 +373,17 @@ def test_a_finished_run_is_kept_unless_overwrite_is_asked(models, tmp_path, caps
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == [
         "checkpoint-1", "checkpoint-2"]
     assert not list(tmp_path.glob(".*"))  # no staging folders left behind
+
+
+def test_the_latent_cache_misses_when_only_the_vae_config_changes(models, tmp_path):
+    # Same weights, another scaling factor: the normalised latents differ, so must the keys.
+    shutil.copytree(models / "flux_vae", tmp_path / "vae")
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    (tmp_path / "vae" / "config.json").write_text(json.dumps(config | {"scaling_factor": 0.5}))
+    cache = ["--latent-cache", str(tmp_path / "cache"), "--steps", "1", "--scenes", "4"]
+    assert run(arguments(models, "flux", tmp_path / "a", *cache))[0] == 0
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 4
+    argv = arguments(models, "flux", tmp_path / "b", *cache)
+    argv[argv.index("--vae") + 1] = str(tmp_path / "vae")
+    assert run(argv)[0] == 0
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 8
