@@ -143,7 +143,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``evaluate`` CLI; return the exit code (0, or 2 on bad input)."""
     parser = argparse.ArgumentParser(
-        prog="python -m comfyui_hdr.training.evaluate",
+        prog="python -m comfyui_hdr.training evaluate",
         description="Measure HDR predictions against ground truth (PU21-PSNR/SSIM, Delta E "
                     "ITP, PQ-PSNR, peak, dynamic range, flicker, frame-to-frame PSNR).")
     parser.add_argument("--pred", required=True, type=Path, help="folder of predictions")

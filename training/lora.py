@@ -572,7 +572,8 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
 def parse_args(argv: Sequence[str] | None = None) -> LoraTrainingOptions:
     """Parse ``train-lora``'s command line into :class:`LoraTrainingOptions`."""
     parser = argparse.ArgumentParser(
-        prog="train-lora", description="Train a log-space HDR LoRA (rectified flow, peft) "
+        prog="python -m comfyui_hdr.training train-lora",
+        description="Train a log-space HDR LoRA (rectified flow, peft) "
         "on EXRs or procedural scenes; writes a peft adapter and a ComfyUI LoRA.")
     for option in fields(LoraTrainingOptions):
         flag = "--" + option.name.replace("_", "-")

@@ -329,7 +329,8 @@ def _read_sdr(folder: str, size: int, limit: int) -> torch.Tensor:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``transform-analysis``'s command line."""
     parser = argparse.ArgumentParser(
-        prog="transform-analysis", description="Compare log curves for a frozen VAE: "
+        prog="python -m comfyui_hdr.training transform-analysis",
+        description="Compare log curves for a frozen VAE: "
         "pixel and latent KL against SDR data, and the VAE round trip (LumiVid Table 1).")
     parser.add_argument("--vae", required=True, help="diffusers VAE folder (or a pipeline "
                         "folder with vae/)")

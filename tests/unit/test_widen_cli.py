@@ -221,3 +221,16 @@ def test_bad_inputs_exit_with_code_2_and_name_the_fix(tmp_path, capsys):
                                                                    tmp_path / "o")
     # Nothing half-written is left behind by any refusal.
     assert not [path for path in tmp_path.iterdir() if path.name.startswith((".", "o"))]
+
+
+@pytest.mark.parametrize("command", ["train-vae", "widen", "evaluate", "train-lora",
+                                     "transform-analysis"])
+def test_every_training_command_prints_a_usage_line_that_runs_as_typed(command, capsys):
+    from comfyui_hdr.training.__main__ import COMMANDS
+
+    assert command in COMMANDS
+    with pytest.raises(SystemExit) as exited:
+        training_main([command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith(
+        f"usage: python -m comfyui_hdr.training {command} ")
