@@ -242,7 +242,7 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
               frames_per_second: float = 24.0) -> float:
     """Return ColorVideoVDP's quality in JOD (10 = identical) through pycvvdp, on the CPU.
 
-    Needs the optional ``cvvdp`` package. The images are handed over as absolute Rec.709
+    Needs the optional ``cvvdp`` package (the pack's ``metrics`` extra). The images are handed over as absolute Rec.709
     light (scene-linear times ``nits_at_1``) to pycvvdp's display model ``display_name``:
     ``standard_hdr_linear`` is its 1500-nit HDR monitor taking linear BT.709 light, the
     way our scene-linear data is stored (``standard_hdr_pq`` is the same monitor fed PQ
@@ -258,7 +258,8 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
     try:
         import pycvvdp
     except ImportError as error:
-        raise ValueError("cvvdp_jod needs ColorVideoVDP: pip install cvvdp") from error
+        raise ValueError("cvvdp_jod needs ColorVideoVDP: pip install 'comfyui_hdr[metrics]' "
+                         "(or pip install cvvdp)") from error
     metric = pycvvdp.cvvdp(display_name=display_name, device=torch.device("cpu"), quiet=True)
     clip = test.shape[0] > 1
     test, reference = ((x if clip else x[0]).mul(nits_at_1).float() for x in (test, reference))
