@@ -355,6 +355,19 @@ def _flow_loss(model, family: str, latents: dict, embeddings: PromptEmbeddings,
     return (weight * error).sum() / weight.sum()
 
 
+def _item_draws(options, first: int, shape: torch.Size,
+                process_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow time ``t`` and noise for the items ``first, first + 1, ...`` of a run (counted
+    over micro-batches), each from its own generator: a step sees the same draws whether
+    its items come as one batch or as accumulated micro-batches, and a resume too."""
+    sigmas, noises = [], []
+    for item in range(first, first + shape[0]):
+        generator = step_generator(options.seed, item, process_index)
+        sigmas.append(_logit_normal(1, generator, options))
+        noises.append(torch.randn(shape[1:], generator=generator))
+    return torch.cat(sigmas), torch.stack(noises)
+
+
 def _logit_normal(count: int, generator: torch.Generator, options) -> torch.Tensor:
     normal = torch.randn(count, generator=generator)
     return torch.sigmoid(options.logit_mean + options.logit_std * normal)
@@ -536,9 +549,8 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
             index = (step - 1) * accumulation + micro
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
                      for k, v in next(micro_batches).items()}
-            generator = step_generator(options.seed, index, accelerator.process_index)
-            sigma = _logit_normal(batch["target"].shape[0], generator, options)
-            noise = torch.randn(batch["target"].shape, generator=generator)
+            sigma, noise = _item_draws(options, index * options.batch_size,
+                                       batch["target"].shape, accelerator.process_index)
             syncing = micro == accumulation - 1
             with nullcontext() if syncing else accelerator.no_sync(model):
                 loss = _flow_loss(model, family, batch, embeddings,

@@ -387,3 +387,36 @@ def test_the_latent_cache_misses_when_only_the_vae_config_changes(models, tmp_pa
     argv[argv.index("--vae") + 1] = str(tmp_path / "vae")
     assert run(argv)[0] == 0
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 8
+
+
+def test_gradient_accumulation_equals_the_whole_batch(models, tmp_path):
+    # Each item draws its own t and noise, so two micro-batches of 1 see what one batch of
+    # 2 sees: the same gradients, the same updates, the same loss curve.
+    short = ["--steps", "3", "--scenes", "6", "--checkpoint-every", "3"]
+    assert run(arguments(models, "flux", tmp_path / "whole", *short))[0] == 0
+    assert run(arguments(models, "flux", tmp_path / "micro", *short, "--batch-size", "1",
+                         "--gradient-accumulation", "2"))[0] == 0
+    whole, micro = losses(tmp_path / "whole"), losses(tmp_path / "micro")
+    assert sorted(whole) == sorted(micro) == [1, 2, 3]
+    # float32: batched and unbatched attention round differently (measured 1.2e-7).
+    assert max(abs(whole[step] - micro[step]) for step in whole) <= RESUME_TOLERANCE
+
+
+def test_highlight_weights_are_the_share_of_highlight_pixels_under_each_latent_pixel():
+    from comfyui_hdr.training.lora import _highlights
+
+    # Flux-style image latents: a 16 x 16 frame, 8x downsampling -> 2 x 2 latent pixels.
+    hdr = torch.full((1, 1, 16, 16, 3), 0.5)
+    hdr[0, 0, :8, :8] = 2.0  # luminance 2 > 1: the top-left latent pixel is all highlight
+    hdr[0, 0, 8:, 8:12] = 4.0  # half of the bottom-right one
+    share = _highlights(hdr, 1.0, torch.zeros(1, 16, 2, 2))
+    assert share.shape == (1, 1, 2, 2)
+    assert share[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.5]]
+    # Wan-style video latents: frame 0 alone, then frames 1-4 averaged into latent frame 1.
+    clip = torch.full((1, 5, 16, 16, 3), 0.5)
+    clip[0, 0] = 2.0
+    clip[0, 1:3, :8, :8] = 2.0  # two of the four frames
+    share = _highlights(clip, 1.0, torch.zeros(1, 16, 2, 2, 2))
+    assert share.shape == (1, 1, 2, 2, 2)
+    assert share[0, 0, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert share[0, 0, 1].tolist() == [[0.5, 0.0], [0.0, 0.0]]
