@@ -420,3 +420,26 @@ def test_highlight_weights_are_the_share_of_highlight_pixels_under_each_latent_p
     assert share.shape == (1, 1, 2, 2, 2)
     assert share[0, 0, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
     assert share[0, 0, 1].tolist() == [[0.5, 0.0], [0.0, 0.0]]
+
+
+def test_accelerate_launch_trains_with_two_processes(models, tmp_path):
+    """Two CPU processes (gloo) through the real launcher: ``--multi_gpu`` with
+    ACCELERATE_USE_CPU, as accelerate runs multi-process training without GPUs."""
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+               "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "-m", "comfyui_hdr.training", "train-lora",
+               *arguments(models, "flux", tmp_path, "--steps", "2", "--batch-size", "1",
+                          "--checkpoint-every", "2", "--scenes", "6")]
+    environment = os.environ | {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True,
+                              timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.count("train-lora: FluxTransformer2DModel (flux)") == 1  # main only
+    checkpoint = tmp_path / "checkpoint-2"
+    assert {"rng-0.safetensors", "rng-1.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+    assert sorted(losses(tmp_path)) == [1, 2]
+    assert (tmp_path / "comfyui_lora.safetensors").is_file()
