@@ -114,7 +114,7 @@ def histogram(values: torch.Tensor, bins: int, low: float = 0.0,
     >>> histogram(torch.tensor([-0.5, 0.0, 0.25, 0.5, 1.0, 2.0]), 2).tolist()
     [1.0, 2.0, 2.0, 1.0]
     """
-    flat = values.detach().reshape(-1).to(torch.float64)
+    flat = values.detach().reshape(-1).to(torch.float64).contiguous()
     if flat.isnan().any():
         raise ValueError("values hold NaN; check the VAE's precision (use float32) and the "
                          "input images")

@@ -205,3 +205,36 @@ def test_a_downscaled_reference_is_shrunk_as_in_training_and_the_latent_stays_fu
     with pytest.raises(ValueError, match=r"reference is 48x48; .*multiples of 32"):
         node.apply(conditioning, conditioning, comfy_vae, sdr[:, :48, :48],
                    "qwen-image: tokens as image 1", 2)
+
+
+class _ImageVAE:
+    """A stand-in for an image (Flux-style) ComfyUI VAE: latent_dim 2, encode records its
+    input and returns 16 channels at 1/8 size."""
+
+    latent_dim = 2
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, pixels):
+        self.seen.append(pixels)
+        planes = torch.nn.functional.avg_pool2d(pixels.movedim(-1, 1), 8)
+        return planes.repeat(1, 6, 1, 1)[:, :16]
+
+
+def test_the_flux_arrangement_encodes_each_picture_shrunk_and_appends_reference_latents(sdr):
+    from comfyui_hdr.hdr.degrade import downscale_reference
+
+    vae, conditioning = _ImageVAE(), [[torch.zeros(1, 8, 32), {"reference_latents": []}]]
+    pictures = torch.cat([sdr, sdr.flip(2)])  # a batch of two different pictures
+    positive, negative, empty = HDRInContextReference().apply(
+        conditioning, conditioning, vae, pictures, "flux: tokens as image 1", 2)
+    assert [picture.shape for picture in vae.seen] == [(1, 32, 32, 3)] * 2  # one by one
+    assert torch.equal(torch.cat(vae.seen), downscale_reference(pictures, 2))
+    for options in (positive[0][1], negative[0][1]):
+        (reference,) = options["reference_latents"]  # appended to the (empty) list
+        assert reference.shape == (2, 16, 4, 4)
+        assert options["reference_latents_method"] == "index"
+    assert empty["samples"].shape == (2, 16, 8, 8)
+    with pytest.raises(ValueError, match=r"needs a video \(Wan-style\) VAE"):
+        HDRInContextReference().apply(conditioning, conditioning, vae, sdr, WAN)

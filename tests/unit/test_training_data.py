@@ -176,6 +176,13 @@ def test_degradation_pairs_are_reproducible_per_epoch(library):
     assert item["sdr_reference"].shape == item["hdr"].shape
     assert item["degradations"][0].name == "tone_map"
     assert torch.equal(dataset[3]["sdr_reference"], item["sdr_reference"])
+    # Another epoch draws other degradations (and crops) for the same item.
+    dataset.set_epoch(1)
+    other = dataset[3]
+    assert [(step.name, step.params) for step in other["degradations"]] != [
+        (step.name, step.params) for step in item["degradations"]]
+    dataset.set_epoch(0)
+    assert torch.equal(dataset[3]["sdr_reference"], item["sdr_reference"])
 
 
 def test_procedural_scenes_are_a_builtin_source():

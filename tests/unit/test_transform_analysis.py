@@ -144,6 +144,27 @@ def test_pixel_kl_matches_scipy_entropy_of_numpy_histograms(cli_rows):
                                                        abs=KL_TOLERANCE), row["curve"]
 
 
+def test_latent_kl_matches_scipy_entropy_of_numpy_histograms_per_channel(trained):
+    vae, curve = trained["vae"], get_curve("logc4")
+    sdr = sdr_renditions(range(SCENES))
+    codes = curve.encode(hdr_scenes(range(SCENES), SIZE), **curve.parameters)
+    with torch.no_grad():
+        latents, sdr_latents = (vae.encode(x.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
+                                .double().numpy() for x in (codes, sdr))
+    expected = []
+    for channel in range(sdr_latents.shape[1]):
+        # Oracle: numpy's percentiles and histogram with explicit outlier bins, scipy's KL.
+        low, high = np.percentile(sdr_latents[:, channel], ANALYSIS.latent_percentiles)
+        counts = [np.concatenate([[np.sum(x < low)],
+                                  np.histogram(x, bins=BINS, range=(low, high))[0],
+                                  [np.sum(x > high)]])
+                  for x in (latents[:, channel].ravel(), sdr_latents[:, channel].ravel())]
+        p, q = (c / c.sum() + ANALYSIS.epsilon for c in counts)
+        expected.append(entropy(p, q))
+    assert latent_kl(torch.from_numpy(latents), torch.from_numpy(sdr_latents),
+                     BINS) == pytest.approx(float(np.mean(expected)), abs=KL_TOLERANCE)
+
+
 def test_kl_of_the_sdr_set_against_itself_is_zero(trained):
     sdr = sdr_renditions(range(SCENES))
     latents = trained["vae"].encode(sdr.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
