@@ -25,8 +25,6 @@ from comfyui_hdr.training.data import ExrFolderDataset, ProceduralScenes
 FRAMES, SIZE, CROP, RUNS = 24, 512, 256, 3
 
 
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         shot = Path(folder) / "shot"
