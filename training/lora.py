@@ -41,22 +41,17 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.degrade import DegradationConfig, downscale_reference
-from ..hdr.gamut import luminance
 from ..hdr.transfer import CURVES, Curve, get_curve
 from .common import (
-    EpochItems,
     LossLog,
     StepBatchSampler,
     make_accelerator,
@@ -67,7 +62,6 @@ from .common import (
     step_generator,
     write_json,
 )
-from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate, weights_hash
 from .lora_export import (
     ADAPTER_WEIGHTS,
     COLOUR_MAPPING,
@@ -75,16 +69,17 @@ from .lora_export import (
     check_lora_against,
     export_comfyui_lora,
 )
+from .lora_latents import LoraLatents, lora_dataset
 from .lora_models import (
     DEFAULT_TARGETS,
     FAMILY_LAYOUTS,
     config_sha256,
     discover_targets,
-    encode_latents,
     load_model,
     model_family,
     predict_velocity,
 )
+from .prompt_embeddings import PromptEmbeddings
 
 __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
            "discover_targets", "load_adapter", "main", "parse_args", "predict_velocity",
@@ -175,165 +170,6 @@ class TrainingResult:
     trainable: int
     total: int
     seconds: float
-
-
-@dataclass(frozen=True)
-class PromptEmbeddings:
-    """Precomputed text conditioning: one row per prompt.
-
-    Stored as safetensors: ``prompt_embeds`` ``[N, tokens, width]`` (the text encoder's
-    output, zero-padded to one length as diffusers pipelines pad), optional
-    ``pooled_prompt_embeds`` ``[N, width2]`` (Flux's CLIP vector) and the prompts in the
-    metadata ``prompts`` (a JSON list).
-    """
-
-    prompts: tuple[str, ...]
-    prompt_embeds: torch.Tensor
-    pooled_prompt_embeds: torch.Tensor | None = None
-
-    @classmethod
-    def random(cls, prompts: Sequence[str], tokens: int, width: int,
-               pooled_width: int = 0, seed: int = 0) -> PromptEmbeddings:
-        """Seeded N(0, 1) stand-ins for a text encoder's output (tests, tiny models)."""
-        generator = torch.Generator().manual_seed(seed)
-        embeds = torch.randn((len(prompts), tokens, width), generator=generator)
-        pooled = (torch.randn((len(prompts), pooled_width), generator=generator)
-                  if pooled_width else None)
-        return cls(tuple(prompts), embeds, pooled)
-
-    @classmethod
-    def load(cls, path: str | Path) -> PromptEmbeddings:
-        """Read a file written by :meth:`save`."""
-        with safe_open(str(path), framework="pt") as stored:
-            metadata = stored.metadata() or {}
-            if "prompts" not in metadata or "prompt_embeds" not in stored.keys():
-                raise ValueError(f"--prompt-embeddings {path} needs 'prompt_embeds' and the "
-                                 "metadata 'prompts'; write it with PromptEmbeddings.save")
-            pooled = (stored.get_tensor("pooled_prompt_embeds")
-                      if "pooled_prompt_embeds" in stored.keys() else None)
-            return cls(tuple(json.loads(metadata["prompts"])),
-                       stored.get_tensor("prompt_embeds"), pooled)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the embeddings as safetensors, atomically."""
-        tensors = {"prompt_embeds": self.prompt_embeds.contiguous()}
-        if self.pooled_prompt_embeds is not None:
-            tensors["pooled_prompt_embeds"] = self.pooled_prompt_embeds.contiguous()
-        with atomic_path(path, overwrite=True) as temporary:
-            save_file(tensors, temporary, metadata={"prompts": json.dumps(self.prompts)})
-        return Path(path)
-
-    def lookup(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The rows of ``prompts``: ``[B, tokens, width]`` and ``[B, width2]`` (or None)."""
-        rows = {prompt: row for row, prompt in enumerate(self.prompts)}
-        unknown = sorted({prompt for prompt in prompts if prompt not in rows})
-        if unknown:
-            raise ValueError(f"--prompt-embeddings has no embedding for {unknown[:4]}; "
-                             "encode every caption (and '' for uncaptioned data)")
-        index = torch.tensor([rows[prompt] for prompt in prompts])
-        pooled = self.pooled_prompt_embeds
-        return self.prompt_embeds[index], None if pooled is None else pooled[index]
-
-
-def _highlights(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -> torch.Tensor:
-    """Share of pixels above ``threshold`` luminance under each latent pixel, ``[B, 1, ...]``."""
-    mask = (luminance(hdr) > threshold).float()  # [B, T, H, W]
-    if latent.ndim == 5:  # Wan: latent frame 0 <- frame 0, frame i <- frames 4i-3 .. 4i
-        rest = mask[:, 1:].reshape(mask.shape[0], latent.shape[2] - 1, 4, *mask.shape[2:])
-        mask = torch.cat([mask[:, :1], rest.mean(2)], 1)[:, None]
-        return F.adaptive_avg_pool3d(mask, latent.shape[2:])
-    return F.adaptive_avg_pool2d(mask[:, :1], latent.shape[2:])
-
-
-class _Latents:
-    """Dataset items -> the latents a step needs, through a :class:`LatentCache` if set."""
-
-    def __init__(self, dataset, vae, family: str, curve: Curve,
-                 options: LoraTrainingOptions):
-        self.dataset, self.vae, self.curve, self.options = dataset, vae, curve, options
-        self.items = EpochItems(dataset)
-        self.layout = FAMILY_LAYOUTS[family]
-        self.video = self.layout.video_latents
-        self.cache = LatentCache(options.latent_cache) if options.latent_cache else None
-        # Weights and config: the config's latent statistics normalise the latents too.
-        self.vae_hash = (f"{weights_hash(vae)}+config:{config_sha256(vae)}" if self.cache
-                         else None)
-
-    def encode(self, batch: dict) -> dict:
-        """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""
-        options, hdr = self.options, batch["hdr"]
-        if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
-            raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
-                             "and Qwen-Image (image models) 1")
-        latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
-        if options.mode == "reference":
-            sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
-            latents["reference"] = encode_latents(self.vae, sdr, self.video).cpu()
-        if options.highlight_weight:
-            latents["highlights"] = _highlights(hdr, options.highlight_threshold,
-                                                latents["target"])
-        return latents | {"prompts": list(batch["prompt"])}
-
-    def _key(self, index: int) -> dict:
-        dataset, options = self.dataset, self.options
-        if isinstance(dataset, ProceduralScenes):
-            source = {"scene_seed": dataset.seed + index,
-                      "size": [dataset.height, dataset.width]}
-        else:
-            clip, start = dataset.clips[index]
-            source = {"files": list(clip.paths[start:start + dataset.frames_per_clip]),
-                      "gamut": dataset.gamut.name}
-        reference = ({"degradation": repr(dataset.degradation),
-                      "downscale": options.reference_downscale_factor}
-                     if options.mode == "reference" else None)
-        return {"source": source, "crop": dataset.crop, "random_crop": dataset.random_crop,
-                "seed": dataset.seed, "index": index, "curve": self.curve.name,
-                "curve_parameters": dict(self.curve.parameters), "vae": self.vae_hash,
-                "reference": reference, "highlight_threshold": (
-                    options.highlight_threshold if options.highlight_weight else None)}
-
-    def _cached(self, index: int) -> dict:
-        """One item's latents (no batch axis); crops and degradations of epoch 0."""
-        def compute() -> dict:
-            batch = self.encode(collate([self.items[(0, index)]]))
-            return {name: tensor[0] for name, tensor in batch.items() if name != "prompts"}
-
-        latents = self.cache.get_or_compute(self._key(index), compute)
-        clip = getattr(self.dataset, "clips", None)
-        caption = clip[index][0].caption if clip else None
-        return latents | {"prompt": caption.prompt if caption else ""}
-
-    def batch(self, indices: Sequence[int]) -> dict:
-        """Latents of the items ``indices`` at epoch 0 (held-out set, cached steps)."""
-        if self.cache is None:
-            return self.encode(collate([self.items[(0, index)] for index in indices]))
-        items = [self._cached(index) for index in indices]
-        return {name: torch.stack([item[name] for item in items]) for name in items[0]
-                if name != "prompt"} | {"prompts": [item["prompt"] for item in items]}
-
-    def batches(self, sampler: StepBatchSampler) -> Iterator[dict]:
-        """The sampler's micro-batches, in order."""
-        if self.cache is not None:
-            return (self.batch([index for _, index in pairs]) for pairs in sampler)
-        loader = torch.utils.data.DataLoader(self.items, batch_sampler=sampler,
-                                             num_workers=self.options.num_workers,
-                                             collate_fn=collate)
-        return (self.encode(batch) for batch in loader)
-
-
-def _dataset(options: LoraTrainingOptions):
-    degradation = None
-    if options.mode == "reference":
-        degradation = (DegradationConfig.clean() if options.degradations == "clean"
-                       else DegradationConfig())
-    crop = options.crop or None
-    if options.data == "procedural":
-        return ProceduralScenes(options.scenes, options.size, options.seed, crop=crop,
-                                random_crop=not options.centre_crop, degradation=degradation)
-    return ExrFolderDataset(options.data, frames_per_clip=options.frames, crop=crop,
-                            random_crop=not options.centre_crop, seed=options.seed,
-                            gamut=options.gamut, nan_frames=options.nan_frames,
-                            degradation=degradation)
 
 
 def _flow_loss(model, family: str, latents: dict, embeddings: PromptEmbeddings,
@@ -464,7 +300,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     curve = get_curve(options.curve)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
     _check_inputs(options, transformer, family, embeddings)
-    dataset = _dataset(options)
+    dataset = lora_dataset(options)
     if len(dataset) <= options.holdout:
         raise ValueError(f"the data has {len(dataset)} items; --holdout {options.holdout} "
                          "leaves none to train on")
@@ -501,7 +337,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     if checkpoint is not None:
         state, log = restore_checkpoint(checkpoint, accelerator, optimizer)
         start, heldout_log = state["step"], LossLog(state["heldout"])
-    latents = _Latents(dataset, vae, family, curve, options)
+    latents = LoraLatents(dataset, vae, family, curve, options)
     guidance = options.guidance if transformer.config.get("guidance_embeds") else None
     heldout = latents.batch(range(train_count, len(dataset)))
 

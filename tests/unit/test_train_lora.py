@@ -403,20 +403,20 @@ def test_gradient_accumulation_equals_the_whole_batch(models, tmp_path):
 
 
 def test_highlight_weights_are_the_share_of_highlight_pixels_under_each_latent_pixel():
-    from comfyui_hdr.training.lora import _highlights
+    from comfyui_hdr.training.lora_latents import highlight_share
 
     # Flux-style image latents: a 16 x 16 frame, 8x downsampling -> 2 x 2 latent pixels.
     hdr = torch.full((1, 1, 16, 16, 3), 0.5)
     hdr[0, 0, :8, :8] = 2.0  # luminance 2 > 1: the top-left latent pixel is all highlight
     hdr[0, 0, 8:, 8:12] = 4.0  # half of the bottom-right one
-    share = _highlights(hdr, 1.0, torch.zeros(1, 16, 2, 2))
+    share = highlight_share(hdr, 1.0, torch.zeros(1, 16, 2, 2))
     assert share.shape == (1, 1, 2, 2)
     assert share[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.5]]
     # Wan-style video latents: frame 0 alone, then frames 1-4 averaged into latent frame 1.
     clip = torch.full((1, 5, 16, 16, 3), 0.5)
     clip[0, 0] = 2.0
     clip[0, 1:3, :8, :8] = 2.0  # two of the four frames
-    share = _highlights(clip, 1.0, torch.zeros(1, 16, 2, 2, 2))
+    share = highlight_share(clip, 1.0, torch.zeros(1, 16, 2, 2, 2))
     assert share.shape == (1, 1, 2, 2, 2)
     assert share[0, 0, 0].tolist() == [[1.0, 1.0], [1.0, 1.0]]
     assert share[0, 0, 1].tolist() == [[0.5, 0.0], [0.0, 0.0]]

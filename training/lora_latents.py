@@ -1,0 +1,122 @@
+"""What a ``train-lora`` step consumes: the dataset an option set names, and its items as
+VAE latents (the log-encoded target, the SDR reference, the highlight weights), through
+the latent cache (:class:`~.data.LatentCache`) when one is given."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..hdr.degrade import DegradationConfig, downscale_reference
+from ..hdr.gamut import luminance
+from ..hdr.transfer import Curve
+from .common import EpochItems, StepBatchSampler
+from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate, weights_hash
+from .lora_models import FAMILY_LAYOUTS, config_sha256, encode_latents
+
+__all__ = ["LoraLatents", "highlight_share", "lora_dataset"]
+
+
+def highlight_share(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -> torch.Tensor:
+    """Share of pixels above ``threshold`` luminance under each latent pixel, ``[B, 1, ...]``."""
+    mask = (luminance(hdr) > threshold).float()  # [B, T, H, W]
+    if latent.ndim == 5:  # Wan: latent frame 0 <- frame 0, frame i <- frames 4i-3 .. 4i
+        rest = mask[:, 1:].reshape(mask.shape[0], latent.shape[2] - 1, 4, *mask.shape[2:])
+        mask = torch.cat([mask[:, :1], rest.mean(2)], 1)[:, None]
+        return F.adaptive_avg_pool3d(mask, latent.shape[2:])
+    return F.adaptive_avg_pool2d(mask[:, :1], latent.shape[2:])
+
+
+class LoraLatents:
+    """Dataset items -> the latents a step needs, through a :class:`LatentCache` if set.
+
+    ``options`` is the run's :class:`~.lora.LoraTrainingOptions`.
+    """
+
+    def __init__(self, dataset, vae, family: str, curve: Curve, options):
+        self.dataset, self.vae, self.curve, self.options = dataset, vae, curve, options
+        self.items = EpochItems(dataset)
+        self.layout = FAMILY_LAYOUTS[family]
+        self.video = self.layout.video_latents
+        self.cache = LatentCache(options.latent_cache) if options.latent_cache else None
+        # Weights and config: the config's latent statistics normalise the latents too.
+        self.vae_hash = (f"{weights_hash(vae)}+config:{config_sha256(vae)}" if self.cache
+                         else None)
+
+    def encode(self, batch: dict) -> dict:
+        """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""
+        options, hdr = self.options, batch["hdr"]
+        if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
+            raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
+                             "and Qwen-Image (image models) 1")
+        latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
+        if options.mode == "reference":
+            sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
+            latents["reference"] = encode_latents(self.vae, sdr, self.video).cpu()
+        if options.highlight_weight:
+            latents["highlights"] = highlight_share(hdr, options.highlight_threshold,
+                                                latents["target"])
+        return latents | {"prompts": list(batch["prompt"])}
+
+    def _key(self, index: int) -> dict:
+        dataset, options = self.dataset, self.options
+        if isinstance(dataset, ProceduralScenes):
+            source = {"scene_seed": dataset.seed + index,
+                      "size": [dataset.height, dataset.width]}
+        else:
+            clip, start = dataset.clips[index]
+            source = {"files": list(clip.paths[start:start + dataset.frames_per_clip]),
+                      "gamut": dataset.gamut.name}
+        reference = ({"degradation": repr(dataset.degradation),
+                      "downscale": options.reference_downscale_factor}
+                     if options.mode == "reference" else None)
+        return {"source": source, "crop": dataset.crop, "random_crop": dataset.random_crop,
+                "seed": dataset.seed, "index": index, "curve": self.curve.name,
+                "curve_parameters": dict(self.curve.parameters), "vae": self.vae_hash,
+                "reference": reference, "highlight_threshold": (
+                    options.highlight_threshold if options.highlight_weight else None)}
+
+    def _cached(self, index: int) -> dict:
+        """One item's latents (no batch axis); crops and degradations of epoch 0."""
+        def compute() -> dict:
+            batch = self.encode(collate([self.items[(0, index)]]))
+            return {name: tensor[0] for name, tensor in batch.items() if name != "prompts"}
+
+        latents = self.cache.get_or_compute(self._key(index), compute)
+        clip = getattr(self.dataset, "clips", None)
+        caption = clip[index][0].caption if clip else None
+        return latents | {"prompt": caption.prompt if caption else ""}
+
+    def batch(self, indices: Sequence[int]) -> dict:
+        """Latents of the items ``indices`` at epoch 0 (held-out set, cached steps)."""
+        if self.cache is None:
+            return self.encode(collate([self.items[(0, index)] for index in indices]))
+        items = [self._cached(index) for index in indices]
+        return {name: torch.stack([item[name] for item in items]) for name in items[0]
+                if name != "prompt"} | {"prompts": [item["prompt"] for item in items]}
+
+    def batches(self, sampler: StepBatchSampler) -> Iterator[dict]:
+        """The sampler's micro-batches, in order."""
+        if self.cache is not None:
+            return (self.batch([index for _, index in pairs]) for pairs in sampler)
+        loader = torch.utils.data.DataLoader(self.items, batch_sampler=sampler,
+                                             num_workers=self.options.num_workers,
+                                             collate_fn=collate)
+        return (self.encode(batch) for batch in loader)
+
+
+def lora_dataset(options):
+    degradation = None
+    if options.mode == "reference":
+        degradation = (DegradationConfig.clean() if options.degradations == "clean"
+                       else DegradationConfig())
+    crop = options.crop or None
+    if options.data == "procedural":
+        return ProceduralScenes(options.scenes, options.size, options.seed, crop=crop,
+                                random_crop=not options.centre_crop, degradation=degradation)
+    return ExrFolderDataset(options.data, frames_per_clip=options.frames, crop=crop,
+                            random_crop=not options.centre_crop, seed=options.seed,
+                            gamut=options.gamut, nan_frames=options.nan_frames,
+                            degradation=degradation)
