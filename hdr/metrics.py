@@ -242,8 +242,9 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
               frames_per_second: float = 24.0) -> float:
     """Return ColorVideoVDP's quality in JOD (10 = identical) through pycvvdp, on the CPU.
 
-    Needs the optional ``cvvdp`` package (the pack's ``metrics`` extra). The images are handed over as absolute Rec.709
-    light (scene-linear times ``nits_at_1``) to pycvvdp's display model ``display_name``:
+    Needs the optional ``cvvdp`` package (the pack's ``metrics`` extra). The images are
+    handed over as absolute Rec.709 light (scene-linear times ``nits_at_1``) to pycvvdp's
+    display model ``display_name``:
     ``standard_hdr_linear`` is its 1500-nit HDR monitor taking linear BT.709 light, the
     way our scene-linear data is stored (``standard_hdr_pq`` is the same monitor fed PQ
     code values). A clip is a video at ``frames_per_second``.
