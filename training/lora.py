@@ -21,7 +21,9 @@ target velocity ``noise - x0``, ``t`` logit-normal. Two modes:
   :mod:`.lora_models`; the "HDR Reference (in-context)" node feeds ComfyUI the same.
 
 Models: ``FluxTransformer2DModel``, ``WanTransformer3DModel`` (Wan 2.1) and
-``QwenImageTransformer2DModel`` with their diffusers VAEs.
+``QwenImageTransformer2DModel`` with their diffusers VAEs. Wan 2.1 is the video model;
+LTX-Video is not trained here (its ComfyUI IC-LoRAs go through LTX's own guide nodes, but
+the adapter metadata keys ``hdr_transform`` and ``reference_downscale_factor`` are LTX's).
 
 Text conditioning is precomputed (:class:`PromptEmbeddings`, a safetensors file with
 diffusers pipelines' ``prompt_embeds`` / ``pooled_prompt_embeds`` per prompt): a TD runs
