@@ -51,6 +51,11 @@ LORA_TRAINING = ["--curve", "logc4", "--mode", "text", *_COMMON]
 """Three steps at a high learning rate: seconds on a CPU, and a LoRA far from zero."""
 IC_LORA_TRAINING = ["--curve", "logc3", "--mode", "reference", *_COMMON]
 """The same budget for the SDR->HDR in-context LoRA (default degradations)."""
+DIFFUSERS_TWINS = "train_lora"
+"""Folder (in the models folder) with what the LoRAs were trained from and as: ``wan/`` and
+``vae/`` (diffusers) and the peft adapters ``lora/`` and ``ic_lora/``, so tests can hold
+ComfyUI's sampling against peft's."""
+_ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", "hdr_lora.json")
 SDR_EXAMPLE_SCENE = (1000, 64)
 """Seed and size of the procedural scene whose degraded SDR rendition is the example."""
 
@@ -81,10 +86,10 @@ def _train(work: Path, name: str, arguments: list[str]) -> Path:
 
 def write_tiny_loras(models_dir: str | Path) -> dict[str, str]:
     """Write the tiny Wan 2.1 base (``diffusion_models``), its VAE (``vae``), the LogC4
-    text-to-HDR LoRA and the LogC3 in-context LoRA (``loras``) and the prompt embedding
-    they were trained on (``prompt_embeddings``) into a ComfyUI models folder, unless they
-    are there; returns the names the workflows use (``model``, ``vae``, ``lora``,
-    ``ic_lora``, ``positive``)."""
+    text-to-HDR LoRA and the LogC3 in-context LoRA (``loras``), the prompt embedding
+    they were trained on (``prompt_embeddings``) and their diffusers twins
+    (:data:`DIFFUSERS_TWINS`) into a ComfyUI models folder, unless they are there; returns
+    the names the workflows use (``model``, ``vae``, ``lora``, ``ic_lora``, ``positive``)."""
     from diffusers import WanTransformer3DModel
 
     from ..training.lora import PromptEmbeddings
@@ -97,7 +102,8 @@ def write_tiny_loras(models_dir: str | Path) -> dict[str, str]:
     folders = {"model": "diffusion_models", "vae": "vae", "lora": "loras",
                "ic_lora": "loras", "positive": "prompt_embeddings"}
     paths = {role: models_dir / folders[role] / name for role, name in names.items()}
-    if all(path.exists() for path in paths.values()):
+    twins = models_dir / DIFFUSERS_TWINS
+    if all(path.exists() for path in paths.values()) and twins.is_dir():
         return names
     with tempfile.TemporaryDirectory(prefix="train-lora-") as work, torch.random.fork_rng():
         work = Path(work)
@@ -118,6 +124,13 @@ def write_tiny_loras(models_dir: str | Path) -> dict[str, str]:
         for role, path in trained.items():
             shutil.copy2(path, paths[role])
         shutil.copy2(work / "prompt.safetensors", paths["positive"])
+        shutil.rmtree(twins, ignore_errors=True)
+        for part in ("wan", "vae"):
+            shutil.copytree(work / part, twins / part)
+        for role in trained:
+            (twins / role).mkdir(parents=True)
+            for name in _ADAPTER_FILES:
+                shutil.copy2(work / role / name, twins / role / name)
     return names
 
 
