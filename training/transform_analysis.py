@@ -2,7 +2,7 @@
 
     python -m comfyui_hdr.training.transform_analysis --vae DIR [--data procedural|EXR_FOLDER]
         [--scenes N] [--size S] [--sdr FOLDER_OF_PNG_JPG] [--curves logc3,logc4,...]
-        [--csv OUT.csv]
+        [--csv OUT.csv [--overwrite]]
 
 Seed 001 (LumiVid: Korem et al. 2026, "HDR Video Generation via Latent Alignment with
 Logarithmic Encoding", arXiv:2604.11788, Table 1) chooses its HDR encoding by how close
@@ -275,8 +275,8 @@ def format_table(rows: Sequence[TransformRow]) -> str:
     return "\n".join(lines)
 
 
-def _write_csv(path: str, rows: Sequence[TransformRow]) -> None:
-    with atomic_path(path, overwrite=True) as temporary:
+def _write_csv(path: str, rows: Sequence[TransformRow], overwrite: bool) -> None:
+    with atomic_path(path, overwrite=overwrite) as temporary:
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow([field.name for field in fields(TransformRow)])
@@ -348,6 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="images per VAE call "
                         "(default 4)")
     parser.add_argument("--csv", default="", help="also write the table as CSV here")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --csv file")
     return parser.parse_args(argv)
 
 
@@ -376,10 +378,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``transform-analysis`` CLI; return the exit code (0, or 2 on bad input)."""
     arguments = parse_args(argv)
     try:
+        if arguments.csv and Path(arguments.csv).exists() and not arguments.overwrite:
+            raise ValueError(f"--csv {arguments.csv} exists; pass --overwrite or pick "
+                             "another name")
         rows = _run(arguments)
         if arguments.csv:
-            _write_csv(arguments.csv, rows)
-    except ValueError as error:
+            _write_csv(arguments.csv, rows, arguments.overwrite)
+    except (ValueError, FileExistsError) as error:
         print(f"transform-analysis: error: {error}", file=sys.stderr)
         return 2
     print(format_table(rows))

@@ -235,6 +235,19 @@ def test_bad_input_exits_2_naming_the_argument(trained, tmp_path, argv, message)
     assert message in err
 
 
+def test_an_existing_csv_is_kept_unless_overwrite(trained, tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_text("keep")
+    code, _, err = run_cli("--vae", trained["folder"], "--scenes", 2, "--size", SIZE,
+                           "--curves", "logc4", "--csv", path)
+    assert code == 2 and "exists; pass --overwrite" in err
+    assert path.read_text() == "keep"
+    code, _, err = run_cli("--vae", trained["folder"], "--scenes", 2, "--size", SIZE,
+                           "--curves", "logc4", "--csv", path, "--overwrite")
+    assert code == 0, err
+    assert read_csv(path)[0]["curve"] == "logc4"
+
+
 def test_a_vae_folder_without_config_exits_2(tmp_path):
     code, _, err = run_cli("--vae", tmp_path, "--scenes", 1, "--size", SIZE)
     assert code == 2
