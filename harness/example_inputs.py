@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hdr import charts, exr, ultrahdr
+from ..hdr import charts, exr_sequence, ultrahdr
 
 PLATE_SUN_STOPS = (8.0, 9.0, 10.0)
 ULTRAHDR_SUN_STOPS = 5.0
@@ -28,7 +28,7 @@ def write_example_inputs(input_dir: str | Path) -> dict:
                        for stops in PLATE_SUN_STOPS])
     if not plates.exists():
         plates.mkdir(parents=True)
-        exr.write_exr_sequence(plates, "chart", frames, start_frame=1, pixel_type="float")
+        exr_sequence.write_exr_sequence(plates, "chart", frames, start_frame=1, pixel_type="float")
     jpeg = input_dir / "ultrahdr_example.jpg"
     if not jpeg.exists():
         ultrahdr.write_ultrahdr(jpeg, charts.test_chart(width=256, height=144,

@@ -21,7 +21,7 @@ import numpy as np
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from ..hdr import exposure, exr, transfer
+from ..hdr import exposure, exr, exr_sequence, transfer
 from ..hdr.gamut import GAMUTS, convert_gamut
 from .client import ComfyError
 from .queue import queue_workflow
@@ -118,7 +118,7 @@ def convert_file(path: str | Path, curve: str | None = None,
     options = {"pixel_type": "float", "gamut": to_gamut, "metadata": {"comfyui_hdr:convert": (
         json.dumps({"source": path.name, "steps": [name for name, _ in steps]}))}}
     if result.ndim == 4 and len(result) > 1:
-        return exr.write_exr_sequence(path.parent, stem, result, start_frame=1, **options)
+        return exr_sequence.write_exr_sequence(path.parent, stem, result, start_frame=1, **options)
     frame = result.reshape(result.shape[-3:])
     return [exr.write_exr(path.parent / f"{stem}.exr", frame, **options)]
 

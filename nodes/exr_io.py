@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hdr import exposure, exr, gamut, ocio
+from ..hdr import exposure, exr, exr_sequence, gamut, ocio
 from ._common import CATEGORY_IO, output_path_for, require_image
 from ._preview import hdr_view
 from .ocio_nodes import colourspace_input
@@ -127,7 +127,7 @@ class HDRSaveEXR:
             attributes[f"comfyui:{key}"] = json.dumps(value)
         folder, stem, _, subfolder = output_path_for(filename_prefix, images.shape[2],
                                                      images.shape[1])
-        paths = exr.write_exr_sequence(
+        paths = exr_sequence.write_exr_sequence(
             folder, stem, {name: layer.cpu().numpy() for name, layer in layers.items()},
             start_frame=None if start_frame < 0 else start_frame, padding=padding,
             pixel_type=pixel_type, compression=compression,
@@ -219,7 +219,7 @@ class HDRLoadEXR:
         target = self._target(file, path)
         layer_name = layer.strip() or None
         if _SEQUENCE_PATTERN.search(target.name):
-            sequence = exr.read_exr_sequence(target, layer=layer_name)
+            sequence = exr_sequence.read_exr_sequence(target, layer=layer_name)
             pixels, alpha, channels = sequence.pixels, sequence.alpha, sequence.channels
             header = {"frames": list(sequence.frames), "missing": list(sequence.missing)}
         else:

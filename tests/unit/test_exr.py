@@ -10,7 +10,7 @@ import OpenEXR
 import pytest
 import torch
 
-from comfyui_hdr.hdr import exr
+from comfyui_hdr.hdr import exr, exr_sequence
 from comfyui_hdr.hdr.exr import Layer, read_exr, write_exr
 
 HEIGHT, WIDTH = 16, 24
@@ -406,28 +406,28 @@ def test_sequence_names_follow_comfyui_counter_rule(tmp_path):
     for name in ("shot_00007_.png", "shot_00002_.exr", "shot_00009.exr", "shotB_00050_.exr",
                  "other_00099_.exr", "shot_notes.txt"):
         (tmp_path / name).touch()
-    paths = exr.next_free_sequence(tmp_path, "shot", 2)
+    paths = exr_sequence.next_free_sequence(tmp_path, "shot", 2)
     assert [p.name for p in paths] == ["shot_00010_.exr", "shot_00011_.exr"]
-    assert [p.name for p in exr.next_free_sequence(tmp_path / "new", "shot", 1)] == \
+    assert [p.name for p in exr_sequence.next_free_sequence(tmp_path / "new", "shot", 1)] == \
         ["shot_00001_.exr"]
-    assert [p.name for p in exr.sequence_paths(tmp_path, "a", 2, padding=3, start_frame=9)] == \
-        ["a_009_.exr", "a_010_.exr"]
+    named = exr_sequence.sequence_paths(tmp_path, "a", 2, padding=3, start_frame=9)
+    assert [p.name for p in named] == ["a_009_.exr", "a_010_.exr"]
     with pytest.raises(ValueError, match="without folders"):
-        exr.sequence_paths(tmp_path, "sub/shot", 1)
+        exr_sequence.sequence_paths(tmp_path, "sub/shot", 1)
 
 
 def test_write_and_read_a_sequence_with_a_gap(tmp_path):
     frames = np.stack([np.full((4, 6, 4), i, np.float32) for i in range(4)])
     (tmp_path / "shot_00002_.png").touch()
-    paths = exr.write_exr_sequence(tmp_path, "shot", frames, compression="piz")
+    paths = exr_sequence.write_exr_sequence(tmp_path, "shot", frames, compression="piz")
     assert [p.name for p in paths] == [f"shot_0000{i}_.exr" for i in (3, 4, 5, 6)]
     paths[1].unlink()
     for pattern in ("shot_%05d_.exr", "shot_#####_.exr", "shot_*.exr"):
-        sequence = exr.read_exr_sequence(tmp_path / pattern)
+        sequence = exr_sequence.read_exr_sequence(tmp_path / pattern)
         assert sequence.frames == (3, 5, 6) and sequence.missing == (4,)
         assert sequence.pixels.shape == (3, 4, 6, 3) and sequence.alpha.shape == (3, 4, 6)
         np.testing.assert_array_equal(sequence.pixels[:, 0, 0, 0], [0, 2, 3])
-    more = exr.write_exr_sequence(tmp_path, "shot", torch.from_numpy(frames[:1]))
+    more = exr_sequence.write_exr_sequence(tmp_path, "shot", torch.from_numpy(frames[:1]))
     assert more[0].name == "shot_00007_.exr"  # continues; never reuses the gap
 
 
@@ -436,22 +436,22 @@ def test_failed_sequence_removes_the_frames_it_wrote(tmp_path):
     frames[2, 0, 0, 0] = np.nan
     (tmp_path / "shot_00001_.exr").touch()
     with pytest.raises(ValueError, match="1 NaN/Inf"):
-        exr.write_exr_sequence(tmp_path, "shot", frames)
+        exr_sequence.write_exr_sequence(tmp_path, "shot", frames)
     assert os.listdir(tmp_path) == ["shot_00001_.exr"]
     with pytest.raises(FileExistsError):
-        exr.write_exr_sequence(tmp_path, "shot", frames[:1], start_frame=1)
+        exr_sequence.write_exr_sequence(tmp_path, "shot", frames[:1], start_frame=1)
 
 
 def test_sequence_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="no frame field"):
-        exr.read_exr_sequence(tmp_path / "shot.exr")
+        exr_sequence.read_exr_sequence(tmp_path / "shot.exr")
     with pytest.raises(ValueError, match="no file matches"):
-        exr.read_exr_sequence(tmp_path / "shot_####.exr")
+        exr_sequence.read_exr_sequence(tmp_path / "shot_####.exr")
     write_exr(tmp_path / "shot_0001.exr", np.zeros((4, 4, 3)))
     write_exr(tmp_path / "shot_0002.exr", np.zeros((4, 5, 3)))
     with pytest.raises(ValueError, match=r"shot_0002\.exr has channels .* unlike the first"):
-        exr.read_exr_sequence(tmp_path / "shot_####.exr")
+        exr_sequence.read_exr_sequence(tmp_path / "shot_####.exr")
     with pytest.raises(ValueError, match="max_bytes=300"):
-        exr.read_exr_sequence(tmp_path / "shot_####.exr", max_bytes=300)
+        exr_sequence.read_exr_sequence(tmp_path / "shot_####.exr", max_bytes=300)
     with pytest.raises(ValueError, match=r"\[B, H, W, C\]"):
-        exr.write_exr_sequence(tmp_path, "x", np.zeros((4, 4, 3)))
+        exr_sequence.write_exr_sequence(tmp_path, "x", np.zeros((4, 4, 3)))
