@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -117,31 +118,50 @@ class HDRLoadPromptEmbeddings:
             Path(folder_paths.get_full_path_or_raise("prompt_embeddings", embeddings))),)
 
 
+class Arrangement(NamedTuple):
+    """How an in-context reference joins one model family's sequence."""
+
+    key: str  # the conditioning entry ComfyUI's model reads
+    video: bool  # the family's VAE is a video (Wan-style) VAE
+    side_multiple: int  # reference sides in pixels must be multiples of this (x the factor)
+
+
 REFERENCE_ARRANGEMENTS = {
-    "wan: frames after the target": ("time_dim_concat", True),
-    "flux: tokens as image 1": ("reference_latents", False),
-    "qwen-image: tokens as image 1": ("reference_latents", True),
+    "wan: frames after the target": Arrangement("time_dim_concat", True, 16),
+    "flux: tokens as image 1": Arrangement("reference_latents", False, 16),
+    "qwen-image: tokens as image 1": Arrangement("reference_latents", True, 32),
 }
 """How an in-context reference joins the model's sequence, as ``train-lora --mode reference``
-trains it (``training/lora_models.py``), and whether the family's VAE is a video VAE:
-Wan's reference latent frames follow the target's along time (ComfyUI's ``time_dim_concat``:
-the rotary positions continue, the output keeps the target's frames); Flux's and
-Qwen-Image's reference tokens are image 1 (ComfyUI's ``index`` method: Flux ids
-``(1, y, x)``; Qwen-Image frame index 1 on the reference's own centred grid)."""
-_PATCH_PIXELS = 16  # 8x VAE downsampling x 2x2 transformer patches (Wan 2.1, Flux)
+trains it (``training/lora_models.py``): Wan's reference latent frames follow the target's
+along time (ComfyUI's ``time_dim_concat``: the rotary positions continue, the output keeps
+the target's frames); Flux's and Qwen-Image's reference tokens are image 1 (ComfyUI's
+``index`` method: Flux ids ``(1, y, x)``; Qwen-Image frame index 1 on the reference's own
+centred grid). Sides: 8x VAE x 2x2 patches = 16 pixels; Qwen-Image needs an even token
+grid (32 pixels), where ComfyUI's and diffusers' centred positions agree."""
+_REFERENCE_KEYS = ("time_dim_concat", "reference_latents")
 
 
 def reference_conditioning(positive, negative, latent: torch.Tensor, arrangement: str):
     """Both conditionings carrying the clean reference latent ``latent`` (as a VAE encodes
-    it) the way ``arrangement`` (a key of :data:`REFERENCE_ARRANGEMENTS`) feeds the model."""
+    it) the way ``arrangement`` (a key of :data:`REFERENCE_ARRANGEMENTS`) feeds the model.
+
+    A conditioning that already carries a reference is refused: the LoRA was trained with
+    exactly one, in a fixed place.
+    """
     import node_helpers
 
-    key = REFERENCE_ARRANGEMENTS[arrangement][0]
-    if key == "time_dim_concat":
-        values, append = {key: latent}, False
-    else:
-        values, append = {key: [latent], "reference_latents_method": "index"}, True
-    return tuple(node_helpers.conditioning_set_values(conditioning, values, append=append)
+    for conditioning in (positive, negative):
+        for _, options in conditioning:
+            if any(options.get(key) is not None and len(options[key])
+                   for key in _REFERENCE_KEYS):
+                raise ValueError("HDR Reference (in-context): the conditioning already "
+                                 "carries a reference (from another reference node); an "
+                                 "in-context LoRA is trained with exactly one: remove the "
+                                 "other one")
+    key = REFERENCE_ARRANGEMENTS[arrangement].key
+    values = ({key: latent} if key == "time_dim_concat"
+              else {key: [latent], "reference_latents_method": "index"})
+    return tuple(node_helpers.conditioning_set_values(conditioning, values)
                  for conditioning in (positive, negative))
 
 
@@ -166,7 +186,8 @@ class HDRInContextReference:
                                        "with)."}),
             "reference": ("IMAGE", {"tooltip": "The SDR picture (display-referred sRGB code "
                                                "values in [0, 1], e.g. from Load Image); a "
-                                               "batch is a clip. Sides: multiples of 16."}),
+                                               "batch is a clip (Wan: 1 + 4k frames). "
+                                               "Sides: multiples of 16 (Qwen-Image: 32)."}),
             "arrangement": (list(REFERENCE_ARRANGEMENTS), {
                 "tooltip": "How the reference joins the sequence; pick the base model's "
                            "family (train-lora trains each this way)."}),
@@ -187,17 +208,20 @@ class HDRInContextReference:
                              "SDR picture in [0, 1] (tone map scene-linear HDR first, e.g. "
                              "with Tone Map)")
         factor = reference_downscale_factor
-        key, video = REFERENCE_ARRANGEMENTS[arrangement]
+        key, video, multiple = REFERENCE_ARRANGEMENTS[arrangement]
         if key == "time_dim_concat" and factor != 1:
             raise ValueError(f"{node}: reference_downscale_factor must be 1 for Wan (its "
                              "reference frames share the target's grid); train-lora refuses "
                              "other factors for Wan too")
+        if key == "time_dim_concat" and (len(image) - 1) % 4:
+            raise ValueError(f"{node}: reference is a clip of {len(image)} frames; Wan clips "
+                             "have 1 + 4k frames (1, 5, 9, ...): trim or extend it")
         height, width = image.shape[1:3]
-        if height % (_PATCH_PIXELS * factor) or width % (_PATCH_PIXELS * factor):
+        if height % (multiple * factor) or width % (multiple * factor):
             raise ValueError(f"{node}: reference is {width}x{height}; both sides must be "
-                             f"multiples of {_PATCH_PIXELS * factor} (VAE 8x x patch 2 x "
-                             "reference_downscale_factor): crop or scale it (e.g. Upscale "
-                             "Image) first")
+                             f"multiples of {multiple * factor} ({multiple} for "
+                             f"{arrangement.split(':')[0]} x reference_downscale_factor): "
+                             "crop or scale it (e.g. Upscale Image) first")
         if video != (getattr(vae, "latent_dim", 2) == 3):
             raise ValueError(f"{node}: arrangement '{arrangement}' needs "
                              f"{'a video (Wan-style)' if video else 'an image (Flux)'} VAE; "

@@ -154,10 +154,24 @@ def _flux_velocity(model, noisy, sigma, text, pooled, reference, guidance):
     return _unpack(output[:, :height * width // 4], channels, height, width)
 
 
+def _check_even_token_grid(latent: torch.Tensor, name: str) -> None:
+    """Qwen-Image's rotary positions are centred on the token grid; at an odd grid side
+    diffusers and ComfyUI centre it one position apart, so only even grids train what
+    ComfyUI will sample (sides that are multiples of 32 pixels)."""
+    tokens = (latent.shape[-2] // 2, latent.shape[-1] // 2)
+    if tokens[0] % 2 or tokens[1] % 2:
+        raise ValueError(f"the {name} is {tokens[1]}x{tokens[0]} Qwen-Image tokens; both sides "
+                         "must be even (pictures in multiples of 32 pixels, times the reference "
+                         "downscale factor for the target): change --size/--crop")
+
+
 def _qwen_image_velocity(model, noisy, sigma, text, reference):
     channels, frames, height, width = noisy.shape[1:]
     if frames != 1:
         raise ValueError(f"Qwen-Image latents have 1 frame, got {frames}; use --frames 1")
+    _check_even_token_grid(noisy, "target")
+    if reference is not None:
+        _check_even_token_grid(reference, "reference")
     tokens, shapes = _pack(noisy[:, :, 0]), [(1, height // 2, width // 2)]
     if reference is not None:
         tokens = torch.cat([tokens, _pack(reference[:, :, 0])], 1)

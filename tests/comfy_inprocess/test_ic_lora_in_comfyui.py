@@ -202,9 +202,16 @@ def test_a_downscaled_reference_is_shrunk_as_in_training_and_the_latent_stays_fu
     assert empty["samples"].shape == (1, 16, 1, 8, 8) and not empty["samples"].any()
     with pytest.raises(ValueError, match="reference_downscale_factor must be 1 for Wan"):
         node.apply(conditioning, conditioning, comfy_vae, sdr, WAN, 2)
-    with pytest.raises(ValueError, match=r"reference is 48x48; .*multiples of 32"):
-        node.apply(conditioning, conditioning, comfy_vae, sdr[:, :48, :48],
+    # Qwen-Image needs an even token grid (32 px; x2 here): at odd grids ComfyUI's and
+    # diffusers' centred rotary positions differ by one (measured 3e-3 to 4e-3).
+    with pytest.raises(ValueError, match=r"reference is 96x96; .*multiples of 64 \(32 for "
+                                         r"qwen-image"):
+        node.apply(conditioning, conditioning, comfy_vae, torch.zeros(1, 96, 96, 3),
                    "qwen-image: tokens as image 1", 2)
+    with pytest.raises(ValueError, match=r"Wan clips have 1 \+ 4k frames"):
+        node.apply(conditioning, conditioning, comfy_vae, sdr.expand(2, -1, -1, -1), WAN)
+    with pytest.raises(ValueError, match="already carries a reference .*remove the other"):
+        node.apply(positive, positive, comfy_vae, sdr, "qwen-image: tokens as image 1", 2)
 
 
 class _ImageVAE:
@@ -232,7 +239,7 @@ def test_the_flux_arrangement_encodes_each_picture_shrunk_and_appends_reference_
     assert [picture.shape for picture in vae.seen] == [(1, 32, 32, 3)] * 2  # one by one
     assert torch.equal(torch.cat(vae.seen), downscale_reference(pictures, 2))
     for options in (positive[0][1], negative[0][1]):
-        (reference,) = options["reference_latents"]  # appended to the (empty) list
+        (reference,) = options["reference_latents"]  # the one reference (an empty list before)
         assert reference.shape == (2, 16, 4, 4)
         assert options["reference_latents_method"] == "index"
     assert empty["samples"].shape == (2, 16, 8, 8)

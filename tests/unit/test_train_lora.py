@@ -226,6 +226,15 @@ def test_reference_conditioned_mode_trains_a_few_steps(models, tmp_path, family,
     assert json.loads((tmp_path / "hdr_lora.json").read_text())["mode"] == "reference"
 
 
+def test_qwen_image_refuses_odd_token_grids_where_comfyui_places_tokens_otherwise(
+        models, tmp_path, capsys):
+    # 48 px = 3 x 3 tokens: ComfyUI's and diffusers' centred positions differ by one there.
+    code, _ = run(arguments(models, "qwen_image", tmp_path, "--steps", "1", "--size", "48",
+                            "--scenes", "4"))
+    assert code == 2
+    assert "3x3 Qwen-Image tokens; both sides must be even" in capsys.readouterr().err
+
+
 def test_qwen_image_text_mode_lowers_the_held_out_loss_and_exports_for_comfyui(models,
                                                                                tmp_path):
     code, printed = run(arguments(models, "qwen_image", tmp_path, "--steps", "6",
