@@ -193,12 +193,14 @@ def resolve_resume(resume: str, output: Path) -> Path:
     return checkpoint
 
 
-def prepare_output(output: Path, resume: str, overwrite: bool, accelerator) -> Path | None:
+def prepare_output(output: Path, resume: str, overwrite: bool, accelerator,
+                   run_files: Sequence[str] = ()) -> Path | None:
     """The checkpoint ``--resume`` names (or None) for a run writing into ``output``.
 
-    A new run refuses a non-empty ``output`` unless ``overwrite`` (then the old run's
-    checkpoints are removed: the new run writes its own from step 1). Every process calls
-    it; the main one creates the folder.
+    A new run refuses a non-empty ``output`` unless ``overwrite``; then the old run's
+    checkpoints and its ``run_files`` (the trainer's final outputs) are removed first, so
+    a new run that fails never leaves the old run's model beside its own checkpoints.
+    Every process calls it; the main one creates the folder.
     """
     checkpoint = resolve_resume(resume, output) if resume else None
     if checkpoint is None and output.is_dir() and any(output.iterdir()) and not overwrite:
@@ -209,8 +211,16 @@ def prepare_output(output: Path, resume: str, overwrite: bool, accelerator) -> P
         output.mkdir(parents=True, exist_ok=True)
         while checkpoint is None and (previous := latest_checkpoint(output)) is not None:
             shutil.rmtree(previous)
+        for name in run_files if checkpoint is None else ():
+            (output / name).unlink(missing_ok=True)
     accelerator.wait_for_everyone()
     return checkpoint
+
+
+def _failed_anywhere(accelerator, failed: bool) -> bool:
+    """True on every process if any process says it failed (a collective: all must call)."""
+    flag = torch.tensor([1.0 if failed else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -269,6 +279,9 @@ def save_checkpoint(output: Path, step: int, accelerator, model, optimizer,
     checkpoint is complete or absent. An existing ``checkpoint-<step>`` is never replaced.
     """
     final = output / f"{CHECKPOINT_PREFIX}{step}"
+    if final.exists():  # every process sees it: all stop here together
+        raise FileExistsError(f"{final} already exists; the run will not replace a "
+                              "checkpoint (move it away, or resume from it)")
     partial = output / f".{final.name}.partial"
     if accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
@@ -277,23 +290,28 @@ def save_checkpoint(output: Path, step: int, accelerator, model, optimizer,
     tensors, remainder = _rng_state()
     save_file(tensors, str(partial / f"rng-{accelerator.process_index}.safetensors"))
     (partial / f"rng-{accelerator.process_index}.json").write_text(json.dumps(remainder))
+    failure = None
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(partial / "model",
-                                                        safe_serialization=True)
-        tensors, remainder = _optimizer_tensors(optimizer.state_dict())
-        save_file(tensors, str(partial / "optimizer.safetensors"))
-        (partial / "optimizer.json").write_text(json.dumps(remainder))
-        (partial / "trainer_state.json").write_text(
-            json.dumps(trainer_state | {"step": step}, indent=2))
-        loss_log.write_csv(partial / "loss.csv")
-    if accelerator.is_main_process and finish is not None:
-        finish(partial)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
+        try:
+            accelerator.unwrap_model(model).save_pretrained(partial / "model",
+                                                            safe_serialization=True)
+            tensors, remainder = _optimizer_tensors(optimizer.state_dict())
+            save_file(tensors, str(partial / "optimizer.safetensors"))
+            (partial / "optimizer.json").write_text(json.dumps(remainder))
+            (partial / "trainer_state.json").write_text(
+                json.dumps(trainer_state | {"step": step}, indent=2))
+            loss_log.write_csv(partial / "loss.csv")
+            if finish is not None:
+                finish(partial)
+        except Exception as error:  # shared below, so no process waits at a barrier for it
+            failure = error
+    if _failed_anywhere(accelerator, failure is not None):
+        if accelerator.is_main_process:
             shutil.rmtree(partial, ignore_errors=True)
-            raise FileExistsError(f"{final} already exists; the run will not replace a "
-                                  "checkpoint (move it away, or resume from it)")
+        if failure is not None:
+            raise failure
+        raise RuntimeError(f"writing {final.name} failed on the main process")
+    if accelerator.is_main_process:
         partial.rename(final)
     accelerator.wait_for_everyone()
     return final

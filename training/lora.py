@@ -87,6 +87,9 @@ __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "Traini
            "discover_targets", "load_adapter", "main", "parse_args", "predict_velocity",
            "train_lora"]
 
+RUN_FILES = (ADAPTER_WEIGHTS, "adapter_config.json", COLOUR_MAPPING, COMFYUI_LORA, "loss.csv",
+             "loss.png", "heldout_loss.csv", "heldout_loss.png")
+"""What a run writes into ``--output`` besides its checkpoints (``--overwrite`` removes them)."""
 HELDOUT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Quantiles of the logit-normal ``t`` at which the held-out loss is measured."""
 _SEEDED_NOISE = 2**31 - 1  # step index of the held-out noise (never a training step)
@@ -148,8 +151,8 @@ class LoraTrainingOptions:
     checkpoint_every: int = _option(100, "steps between checkpoints")
     eval_every: int = _option(50, "steps between held-out losses")
     resume: str = _option("", "'latest' or a checkpoint-<step> folder to continue from")
-    overwrite: bool = _option(False, "start a new run in a non-empty --output (its files "
-                              "and checkpoints are replaced)")
+    overwrite: bool = _option(False, "start a new run in a non-empty --output (the old "
+                              "run's adapter, LoRA, logs and checkpoints are removed first)")
     mixed_precision: str = _option("no", "accelerate mixed precision",
                                    choices=("no", "fp16", "bf16"))
 
@@ -323,7 +326,8 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                          f"{options.max_trainable_share}%); lower --rank, narrow --targets "
                          "or raise --max-trainable-share")
     run = {key: value for key, value in asdict(options).items() if key not in _RESUMABLE}
-    checkpoint = prepare_output(output, options.resume, options.overwrite, accelerator)
+    checkpoint = prepare_output(output, options.resume, options.overwrite, accelerator,
+                                RUN_FILES)
     if checkpoint is not None:
         saved = json.loads((checkpoint / "trainer_state.json").read_text())["run"]
         changed = sorted(key for key in run if saved.get(key) != run[key])

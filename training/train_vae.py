@@ -65,6 +65,10 @@ from .data import ExrFolderDataset, ProceduralScenes, collate
 __all__ = ["TrainedVAE", "build_parser", "heldout_errors", "main", "scene_log2_range",
            "train_vae"]
 
+RUN_FILES = ("config.json", "diffusion_pytorch_model.safetensors", "hdr_vae.json", "loss.csv",
+             "loss.png")
+"""What a run writes into ``--output`` besides its checkpoints (``--overwrite`` removes them)."""
+
 LOSS_TERMS = ("total", "linear", "display", "kl")
 HELDOUT_SEED = 1_000_000
 """First seed of the held-out procedural scenes; training seeds must stay below it."""
@@ -162,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="latest|PATH",
                      help="continue from the newest checkpoint in --output, or from PATH")
     run.add_argument("--overwrite", action="store_true",
-                     help="start over in a non-empty --output (its checkpoints are deleted)")
+                     help="start over in a non-empty --output (the old run's model, logs "
+                          "and checkpoints are removed first)")
     run.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16", "fp8"],
                      help="refused unless 'no': the HDR VAE trains in float32")
     return parser
@@ -369,7 +374,7 @@ def train_vae(arguments: argparse.Namespace) -> TrainedVAE:
                                    full_precision_only="the HDR VAE")
     output = arguments.output
     checkpoint = prepare_output(arguments.output, arguments.resume, arguments.overwrite,
-                                accelerator)
+                                accelerator, RUN_FILES)
     torch.manual_seed(arguments.seed)
     train, heldout, data, heldout_data = _datasets(arguments)
     model = (load_hdr_vae(checkpoint / "model") if checkpoint is not None

@@ -376,8 +376,10 @@ def test_a_finished_run_is_kept_unless_overwrite_is_asked(models, tmp_path, caps
     assert run(arguments(models, "flux", tmp_path, *short, "--resume",
                          str(tmp_path / "checkpoint-1")))[0] == 2
     assert "already holds later checkpoints (checkpoint-2)" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("the artist's own file stays")
     assert run(arguments(models, "flux", tmp_path, *short, "--seed", "5",
                          "--overwrite"))[0] == 0
+    assert (tmp_path / "notes.txt").is_file()
     assert (tmp_path / "comfyui_lora.safetensors").read_bytes() != before
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == [
         "checkpoint-1", "checkpoint-2"]
@@ -452,3 +454,15 @@ def test_accelerate_launch_trains_with_two_processes(models, tmp_path):
     assert {"rng-0.safetensors", "rng-1.safetensors"} <= {p.name for p in checkpoint.iterdir()}
     assert sorted(losses(tmp_path)) == [1, 2]
     assert (tmp_path / "comfyui_lora.safetensors").is_file()
+
+
+def test_overwrite_removes_the_old_runs_outputs_before_the_new_run_starts(tmp_path):
+    from comfyui_hdr.training.common import make_accelerator, prepare_output
+    from comfyui_hdr.training.lora import RUN_FILES
+
+    (tmp_path / "checkpoint-3" / "model").mkdir(parents=True)
+    for name in RUN_FILES + ("notes.txt",):
+        (tmp_path / name).write_text("old run")
+    # A new run that failed after this point must not leave the old LoRA beside its files.
+    assert prepare_output(tmp_path, "", True, make_accelerator(), RUN_FILES) is None
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
