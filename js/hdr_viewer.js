@@ -31,6 +31,7 @@ const WIDGET_NAME = "hdr_viewer";
 const STAGE_MARGIN = { width: 24, height: 186 };
 const IMAGE_HEIGHT = { min: 140, max: 560 };
 const NODE_WIDTH = { min: 480, max: 744 }; // a 512-pixel proxy is shown 1:1
+const FRAME_CACHE = 8; // measured frames kept per viewer (~23 bytes a pixel each)
 
 const viewURL = ({ filename, subfolder, type }) =>
   api.apiURL(`/view?${new URLSearchParams({ filename, subfolder, type })}`);
@@ -51,7 +52,8 @@ class HdrViewer {
     this.entries = [];
     this.frame = null;
     this.frameIndex = 0;
-    this.loaded = null; // {proxy, sdr: PNG strip blob, frames: Map index -> measured frame}
+    this.loaded = null; // {proxy, strip: decoded SDR strip, frames: Map index -> measured}
+    this.frameRequests = 0;
     this.loads = 0;
     this.renderer = null;
     this.build();
@@ -191,40 +193,74 @@ class HdrViewer {
   async load(entry) {
     const load = ++this.loads;
     this.status.textContent = "loading\u2026";
+    let strip = null;
     try {
       const [npy, png] = await Promise.all([fetchOk(viewURL(entry.float)),
                                             fetchOk(viewURL(entry.sdr))]);
       const proxy = parseNpy(await npy.arrayBuffer());
-      const sdr = await png.blob();
-      const strip = await createImageBitmap(sdr);
-      const { width, height } = strip;
-      strip.close();
-      if (width !== proxy.width || height !== proxy.height * proxy.frames) {
-        throw new Error(`SDR PNG is ${width}x${height}, the float proxy ` +
+      // Decoded once, bytes as the PNG holds them (no colour management, no
+      // premultiplication); each frame is cropped from it.
+      strip = await createImageBitmap(await png.blob(), {
+        colorSpaceConversion: "none", premultiplyAlpha: "none",
+      });
+      if (strip.width !== proxy.width || strip.height !== proxy.height * proxy.frames) {
+        throw new Error(`SDR PNG is ${strip.width}x${strip.height}, the float proxy ` +
                         `${proxy.frames} x ${proxy.width}x${proxy.height}`);
       }
       if (load !== this.loads) return;
-      this.loaded = { proxy, sdr, frames: new Map() };
+      this.dropLoaded();
+      this.loaded = { proxy, strip, frames: new Map() };
+      strip = null;
       this.entry = entry;
       this.frameSlider.max = proxy.frames - 1;
       this.frameSlider.hidden = this.frameText.hidden = proxy.frames < 2;
-      await this.showFrame(0, load);
+      await this.showFrame(0);
     } catch (error) {
       if (load === this.loads) this.status.textContent = `HDR viewer: ${error.message}`;
+    } finally {
+      strip?.close();
     }
   }
 
-  /** Measure (once) and upload frame `index` of the loaded entry. */
-  async showFrame(index, load = this.loads) {
-    const { proxy, sdr: strip, frames } = this.loaded;
-    if (!frames.has(index)) frames.set(index, analyse(frameOf(proxy, index)));
-    // Bytes as the PNG holds them: no colour management, no premultiplication.
-    const sdr = await createImageBitmap(strip, 0, index * proxy.height, proxy.width,
-                                        proxy.height, { colorSpaceConversion: "none",
-                                                        premultiplyAlpha: "none" });
+  /** Forget the loaded entry (its decoded strip and measured frames). */
+  dropLoaded() {
+    this.loaded?.strip.close();
+    this.loaded = null;
+  }
+
+  /** The measured frame `index` of the loaded entry; the last few are kept. */
+  measured(index) {
+    const { proxy, frames } = this.loaded;
+    let frame = frames.get(index);
+    if (frame) {
+      frames.delete(index); // re-inserted below: most recently used last
+    } else {
+      frame = analyse(frameOf(proxy, index));
+      if (frames.size >= FRAME_CACHE) frames.delete(frames.keys().next().value);
+    }
+    frames.set(index, frame);
+    return frame;
+  }
+
+  /**
+   * Upload frame `index` of the loaded entry. A newer request (another frame, another
+   * run) that starts while this one waits for its SDR crop wins; this one then does nothing.
+   */
+  async showFrame(index) {
+    const loaded = this.loaded;
+    const request = ++this.frameRequests;
+    const { proxy } = loaded;
+    let sdr;
     try {
-      if (load !== this.loads) return;
-      const frame = frames.get(index);
+      sdr = await createImageBitmap(loaded.strip, 0, index * proxy.height, proxy.width,
+                                    proxy.height);
+    } catch (error) {
+      if (loaded !== this.loaded) return; // replaced or released meanwhile: nothing to show
+      throw error;
+    }
+    try {
+      if (loaded !== this.loaded || request !== this.frameRequests) return;
+      const frame = this.measured(index);
       this.ensureRenderer();
       this.renderer.upload(proxy.width, proxy.height, frame.texture, frame.nonFinite, sdr);
       this.frame = frame;
@@ -304,8 +340,8 @@ class HdrViewer {
     const size = `${stats.width}\u00D7${stats.height} half` +
       (sourceWidth !== stats.width ? ` (of ${sourceWidth}\u00D7${sourceHeight})` : "") +
       (frames > 1 ? `, frame ${this.frameIndex + 1} of ${frames}` : "") +
-      (frames > (this.entry.shown_frames ?? 1) ? ` (the first ${this.entry.shown_frames} sent)`
-                                                 : "");
+      (frames > (this.entry.shown_frames ?? 1)
+        ? ` (the first ${this.entry.shown_frames ?? 1} sent)` : "");
     const parts = [size,
                    `clipped ${((100 * stats.clipped) / pixels).toFixed(1)}%`,
                    stats.peakStops === null ? "no light" : `peak ${signed(stats.peakStops)} st`];
@@ -375,6 +411,10 @@ class HdrViewer {
   }
 
   release() {
+    this.loads++; // a load still in flight finds itself outdated and does nothing
+    this.frameRequests++;
+    this.dropLoaded();
+    this.frame = null;
     this.renderer?.release();
   }
 

@@ -358,6 +358,17 @@ def test_a_batch_steps_frame_by_frame_each_measured_on_its_own(page, comfy_serve
     viewer(page, CLIP, "(v.setWipe(null), 0)")
 
 
+def test_the_last_frame_asked_for_wins_when_requests_overlap(page):
+    clip = flat_clip()
+    shown = page.evaluate(f"""async () => {{
+        const v = app.graph.getNodeById({CLIP}).hdrViewer;
+        await Promise.all([v.setFrame(2), v.setFrame(0), v.setFrame(1)]);
+        return {{index: v.frameIndex, peak: v.stats.peak}};
+    }}""")
+    assert shown["index"] == 1
+    np.testing.assert_allclose(shown["peak"], as_half(clip[1].max()), rtol=1e-6)
+
+
 def on_screen(page, node_id: int, x: float, y: float) -> tuple[float, float]:
     """Page coordinates of image position (x, y) (pixel units) in the node's viewer."""
     box = page.locator(f'.hdrv[data-node-id="{node_id}"] .hdrv-image').bounding_box()
