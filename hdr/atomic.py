@@ -3,14 +3,15 @@
 The bytes go to a hidden temporary file in the destination folder, are fsynced, and the
 file is then moved into place with a hard link (which fails if the name exists, so an
 existing file is never replaced unless ``overwrite`` is set) or ``os.replace``. The file
-gets the permissions an ordinary ``open(path, "w")`` would (0666 minus the umask), not the
-owner-only mode of the temporary file.
+gets the permissions an ordinary ``open(path, "w")`` would give it, not the owner-only mode
+of the temporary file: a new file 0666 minus the umask, a replaced one its old mode.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +48,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         yield temporary_path
         with open(temporary_path, "rb+") as written:
             os.fsync(written.fileno())
-        os.chmod(temporary_path, _file_mode())
+        os.chmod(temporary_path, stat.S_IMODE(final.stat().st_mode) if final.exists()
+                 else _file_mode())
         if overwrite:
             os.replace(temporary_path, final)
         else:

@@ -259,8 +259,8 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
     try:
         import pycvvdp
     except ImportError as error:
-        raise ValueError("cvvdp_jod needs ColorVideoVDP: pip install 'comfyui_hdr[metrics]' "
-                         "(or pip install cvvdp)") from error
+        raise ValueError("cvvdp_jod needs ColorVideoVDP: pip install cvvdp (the pack's "
+                         "'metrics' extra)") from error
     metric = pycvvdp.cvvdp(display_name=display_name, device=torch.device("cpu"), quiet=True)
     clip = test.shape[0] > 1
     test, reference = ((x if clip else x[0]).mul(nits_at_1).float() for x in (test, reference))

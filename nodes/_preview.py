@@ -25,8 +25,10 @@ MAX_EDGE = 1024
 MAX_FRAMES = 48
 """Frames of a batch the viewer can step through (the first ones)."""
 CLIP_EDGE = 512
-"""Long edge of each frame's proxy when there are several (48 frames of 512 x 288 half
-floats: 42 MB)."""
+"""Long edge of each frame's proxy when more than :data:`FULL_EDGE_FRAMES` are sent (48
+frames of 512 x 288 half floats: 42 MB)."""
+FULL_EDGE_FRAMES = 4
+"""Up to this many frames keep the single-frame :data:`MAX_EDGE`."""
 
 
 def _temp_entry(suffix: str) -> tuple[Path, dict]:
@@ -44,7 +46,7 @@ def hdr_view(scene_linear: torch.Tensor, display: torch.Tensor | None = None, *,
     from PIL import Image
 
     shown = min(int(scene_linear.shape[0]), MAX_FRAMES)
-    edge = MAX_EDGE if shown == 1 else CLIP_EDGE
+    edge = MAX_EDGE if shown <= FULL_EDGE_FRAMES else CLIP_EDGE
     proxies = np.stack([float_proxy(frame, edge) for frame in scene_linear[:shown]])
     float_path, float_entry = _temp_entry(".npy")
     np.save(float_path, proxies[0] if shown == 1 else proxies)

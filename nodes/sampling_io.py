@@ -74,8 +74,9 @@ def _embedding_files() -> list[str]:
 
 
 def load_prompt_embeddings(path: Path) -> list:
-    """A CONDITIONING from a safetensors file: ``prompt_embeds`` [1, tokens, width] and
-    optional ``pooled_prompt_embeds`` [1, width2] (names as diffusers pipelines return them)."""
+    """A CONDITIONING from a safetensors file: ``prompt_embeds`` [1, tokens, width], optional
+    ``prompt_embeds_mask`` [1, tokens] (padding tokens are dropped) and optional
+    ``pooled_prompt_embeds`` [1, width2] (names as diffusers pipelines return them)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(path))
@@ -89,6 +90,13 @@ def load_prompt_embeddings(path: Path) -> list:
     if embeds.ndim != 3:
         raise ValueError(f"embeddings {path.name}: prompt_embeds has shape "
                          f"{tuple(embeds.shape)}; [1, tokens, width] is needed")
+    if "prompt_embeds_mask" in tensors:  # padding a text encoder added: real tokens only
+        real = tensors["prompt_embeds_mask"].reshape(-1).bool()
+        if real.shape[0] != embeds.shape[1] or not real.any():
+            raise ValueError(f"embeddings {path.name}: prompt_embeds_mask "
+                             f"{tuple(tensors['prompt_embeds_mask'].shape)} does not mark the "
+                             f"real tokens of prompt_embeds {tuple(embeds.shape)}")
+        embeds = embeds[:, real]
     options = {}
     if "pooled_prompt_embeds" in tensors:
         options["pooled_output"] = tensors["pooled_prompt_embeds"].float()

@@ -188,7 +188,7 @@ def _flow_loss(model, family: str, latents: dict, embeddings: PromptEmbeddings,
     predicted = predict_velocity(
         model, family, (1 - t) * x0 + t * noise, sigma, text.to(device),
         None if pooled is None else pooled.to(device), latents.get("reference"),
-        guidance=guidance)
+        guidance=guidance, text_mask=embeddings.mask(latents["prompts"]))
     error = (predicted.float() - (noise - x0).float()) ** 2
     if "highlights" not in latents:
         return error.mean()

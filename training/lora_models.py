@@ -165,7 +165,7 @@ def _check_even_token_grid(latent: torch.Tensor, name: str) -> None:
                          "downscale factor for the target): change --size/--crop")
 
 
-def _qwen_image_velocity(model, noisy, sigma, text, reference):
+def _qwen_image_velocity(model, noisy, sigma, text, reference, text_mask):
     channels, frames, height, width = noisy.shape[1:]
     if frames != 1:
         raise ValueError(f"Qwen-Image latents have 1 frame, got {frames}; use --frames 1")
@@ -176,7 +176,8 @@ def _qwen_image_velocity(model, noisy, sigma, text, reference):
     if reference is not None:
         tokens = torch.cat([tokens, _pack(reference[:, :, 0])], 1)
         shapes.append((1, reference.shape[3] // 2, reference.shape[4] // 2))
-    mask = torch.ones(text.shape[:2], dtype=torch.long, device=text.device)
+    mask = (torch.ones(text.shape[:2], dtype=torch.long, device=text.device)
+            if text_mask is None else text_mask.to(text.device, torch.long))
     output = model(hidden_states=tokens, encoder_hidden_states=text,
                    encoder_hidden_states_mask=mask, timestep=sigma,
                    img_shapes=[shapes] * noisy.shape[0], return_dict=False)[0]
@@ -186,13 +187,15 @@ def _qwen_image_velocity(model, noisy, sigma, text, reference):
 def predict_velocity(model, family: str, noisy: torch.Tensor, sigma: torch.Tensor,
                      text: torch.Tensor, pooled: torch.Tensor | None = None,
                      reference: torch.Tensor | None = None,
-                     guidance: float | None = None) -> torch.Tensor:
+                     guidance: float | None = None,
+                     text_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The transformer's velocity for latents ``noisy`` at flow time ``sigma`` ``[B]``.
 
     ``reference`` (clean latents) joins the sequence as the module docstring describes.
     Flux and Qwen-Image take ``sigma`` as their timestep (they scale by 1000 inside), Wan
     ``sigma * 1000`` (its pipelines' scheduler timesteps), as ComfyUI's model sampling
-    does. Qwen-Image's text mask is all ones (embeddings are stored unpadded).
+    does. ``text_mask`` ``[B, tokens]`` (1 = real token) reaches Qwen-Image, which then
+    ignores the padding; without one every token is real.
     """
     if family == "wan":
         frames = noisy.shape[2]
@@ -200,7 +203,7 @@ def predict_velocity(model, family: str, noisy: torch.Tensor, sigma: torch.Tenso
         return model(hidden_states=hidden, timestep=sigma * 1000, encoder_hidden_states=text,
                      return_dict=False)[0][:, :, :frames]
     if family == "qwen_image":
-        return _qwen_image_velocity(model, noisy, sigma, text, reference)
+        return _qwen_image_velocity(model, noisy, sigma, text, reference, text_mask)
     return _flux_velocity(model, noisy, sigma, text, pooled, reference, guidance)
 
 

@@ -24,13 +24,22 @@ class PromptEmbeddings:
 
     Stored as safetensors: ``prompt_embeds`` ``[N, tokens, width]`` (the text encoder's
     output, zero-padded to one length as diffusers pipelines pad), optional
-    ``pooled_prompt_embeds`` ``[N, width2]`` (Flux's CLIP vector) and the prompts in the
-    metadata ``prompts`` (a JSON list).
+    ``prompt_embeds_mask`` ``[N, tokens]`` (1 for a real token, 0 for padding, as
+    Qwen-Image's pipeline returns it; Qwen-Image training attends to real tokens only),
+    optional ``pooled_prompt_embeds`` ``[N, width2]`` (Flux's CLIP vector) and the
+    prompts in the metadata ``prompts`` (a JSON list).
     """
 
     prompts: tuple[str, ...]
     prompt_embeds: torch.Tensor
     pooled_prompt_embeds: torch.Tensor | None = None
+    prompt_embeds_mask: torch.Tensor | None = None
+
+    def __post_init__(self):
+        mask = self.prompt_embeds_mask
+        if mask is not None and tuple(mask.shape) != tuple(self.prompt_embeds.shape[:2]):
+            raise ValueError(f"prompt_embeds_mask is {tuple(mask.shape)} but prompt_embeds "
+                             f"{tuple(self.prompt_embeds.shape)}; it needs [N, tokens]")
 
     @classmethod
     def random(cls, prompts: Sequence[str], tokens: int, width: int,
@@ -50,27 +59,36 @@ class PromptEmbeddings:
             if "prompts" not in metadata or "prompt_embeds" not in stored.keys():
                 raise ValueError(f"--prompt-embeddings {path} needs 'prompt_embeds' and the "
                                  "metadata 'prompts'; write it with PromptEmbeddings.save")
-            pooled = (stored.get_tensor("pooled_prompt_embeds")
-                      if "pooled_prompt_embeds" in stored.keys() else None)
+            optional = {name: stored.get_tensor(name) if name in stored.keys() else None
+                        for name in ("pooled_prompt_embeds", "prompt_embeds_mask")}
             return cls(tuple(json.loads(metadata["prompts"])),
-                       stored.get_tensor("prompt_embeds"), pooled)
+                       stored.get_tensor("prompt_embeds"), **optional)
 
     def save(self, path: str | Path) -> Path:
         """Write the embeddings as safetensors, atomically."""
-        tensors = {"prompt_embeds": self.prompt_embeds.contiguous()}
-        if self.pooled_prompt_embeds is not None:
-            tensors["pooled_prompt_embeds"] = self.pooled_prompt_embeds.contiguous()
+        tensors = {name: value.contiguous() for name, value in (
+            ("prompt_embeds", self.prompt_embeds),
+            ("pooled_prompt_embeds", self.pooled_prompt_embeds),
+            ("prompt_embeds_mask", self.prompt_embeds_mask)) if value is not None}
         with atomic_path(path, overwrite=True) as temporary:
             save_file(tensors, temporary, metadata={"prompts": json.dumps(self.prompts)})
         return Path(path)
 
-    def lookup(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The rows of ``prompts``: ``[B, tokens, width]`` and ``[B, width2]`` (or None)."""
+    def _rows(self, prompts: Sequence[str]) -> torch.Tensor:
         rows = {prompt: row for row, prompt in enumerate(self.prompts)}
         unknown = sorted({prompt for prompt in prompts if prompt not in rows})
         if unknown:
             raise ValueError(f"--prompt-embeddings has no embedding for {unknown[:4]}; "
                              "encode every caption (and '' for uncaptioned data)")
-        index = torch.tensor([rows[prompt] for prompt in prompts])
+        return torch.tensor([rows[prompt] for prompt in prompts])
+
+    def lookup(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The rows of ``prompts``: ``[B, tokens, width]`` and ``[B, width2]`` (or None)."""
+        index = self._rows(prompts)
         pooled = self.pooled_prompt_embeds
         return self.prompt_embeds[index], None if pooled is None else pooled[index]
+
+    def mask(self, prompts: Sequence[str]) -> torch.Tensor | None:
+        """The padding masks ``[B, tokens]`` of ``prompts``, or None if none was stored."""
+        mask = self.prompt_embeds_mask
+        return None if mask is None else mask[self._rows(prompts)]

@@ -315,12 +315,19 @@ def _read_hdr(folder: str, size: int, limit: int) -> torch.Tensor:
     return torch.stack(images)
 
 
+_EIGHT_BIT_MODES = ("L", "LA", "P", "RGB", "RGBA")
+
+
 def _read_sdr(folder: str, size: int, limit: int) -> torch.Tensor:
     from PIL import Image
 
     images = []
     for path in _files(folder, (".png", ".jpg", ".jpeg"), "--sdr", limit):
         with Image.open(path) as image:
+            if image.mode not in _EIGHT_BIT_MODES:
+                raise ValueError(f"--sdr {path} is a {image.mode} image; the SDR set must be "
+                                 "8-bit (L, LA, P, RGB or RGBA): convert 16-bit or float "
+                                 "pictures to 8-bit sRGB first")
             pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
         images.append(_centre_crop(torch.from_numpy(pixels), size, path))
     return torch.stack(images)

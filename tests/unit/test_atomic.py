@@ -50,3 +50,12 @@ def test_an_existing_file_is_kept_and_a_failure_leaves_nothing(tmp_path):
     with atomic_path(target, overwrite=True) as temporary:
         temporary.write_bytes(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    target = tmp_path / "shared.exr"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o664)
+    with atomic_path(target, overwrite=True) as temporary:
+        temporary.write_bytes(b"new")
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o664 and target.read_bytes() == b"new"

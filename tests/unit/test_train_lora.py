@@ -466,3 +466,36 @@ def test_overwrite_removes_the_old_runs_outputs_before_the_new_run_starts(tmp_pa
     # A new run that failed after this point must not leave the old LoRA beside its files.
     assert prepare_output(tmp_path, "", True, make_accelerator(), RUN_FILES) is None
     assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_qwen_image_ignores_padding_its_stored_mask_marks(tmp_path):
+    from comfyui_hdr.training.lora_models import predict_velocity as velocity
+
+    torch.manual_seed(0)
+    model = tiny_qwen_image().eval()
+    generator = torch.Generator().manual_seed(4)
+    text = torch.randn(1, 5, 32, generator=generator)
+    padded = torch.cat([text, 7 * torch.randn(1, 3, 32, generator=generator)], 1)
+    mask = torch.tensor([[1] * 5 + [0] * 3])
+    stored = PromptEmbeddings(("a prompt",), padded, prompt_embeds_mask=mask)
+    reloaded = PromptEmbeddings.load(stored.save(tmp_path / "padded.safetensors"))
+    assert torch.equal(reloaded.mask(["a prompt"]), mask)
+    noisy = torch.randn(1, 16, 1, 8, 8, generator=generator)
+    sigma = torch.tensor([0.6])
+    with torch.no_grad():
+        unpadded = velocity(model, "qwen_image", noisy, sigma, text)
+        masked = velocity(model, "qwen_image", noisy, sigma, padded,
+                          text_mask=reloaded.mask(["a prompt"]))
+        attended = velocity(model, "qwen_image", noisy, sigma, padded)
+    # The padding is ignored (what ComfyUI, fed the unpadded prompt, computes; measured
+    # 1.8e-7) ...
+    assert (masked - unpadded).abs().max() <= 1e-5
+    # ... and would matter if it were attended to (measured 0.017).
+    assert (attended - unpadded).abs().max() > 1e-3
+    # "Load Prompt Embeddings" hands ComfyUI the real tokens only.
+    from comfyui_hdr.nodes.sampling_io import load_prompt_embeddings
+
+    ((embeds, options),) = load_prompt_embeddings(tmp_path / "padded.safetensors")
+    assert torch.equal(embeds, text) and options == {}
+    with pytest.raises(ValueError, match=r"prompt_embeds_mask is \(1, 4\)"):
+        PromptEmbeddings(("a prompt",), padded, prompt_embeds_mask=mask[:, :4])

@@ -235,6 +235,16 @@ def test_bad_input_exits_2_naming_the_argument(trained, tmp_path, argv, message)
     assert message in err
 
 
+def test_a_16_bit_sdr_picture_is_refused_not_clipped(trained, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "sdr").mkdir()
+    Image.fromarray(np.full((64, 64), 40000, np.uint16)).save(tmp_path / "sdr" / "deep.png")
+    code, _, err = run_cli("--vae", trained["folder"], "--scenes", 2, "--size", SIZE,
+                           "--sdr", tmp_path / "sdr")
+    assert code == 2 and "must be 8-bit" in err and "deep.png" in err
+
+
 def test_an_existing_csv_is_kept_unless_overwrite(trained, tmp_path):
     path = tmp_path / "table.csv"
     path.write_text("keep")
