@@ -19,17 +19,18 @@ from comfyui_hdr.harness.example_inputs import prepare_server
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
-# Nodes that grow an HDR viewer (js/hdr_viewer.js) after a run get its height reserved
-# before the layout, so the viewer never covers the node below.
-VIEWER_NODES = ["HDRPreview", "HDRSaveEXR", "HDROCIODisplayPreview", "HDRVAEDecode"]
+# Nodes that grow after loading or running get that height reserved before the layout, so
+# they never cover the node below: the HDR viewer (js/hdr_viewer.js) and Load Image's
+# picture preview.
 VIEWER_HEIGHT = 460
+GROWING_NODES = {"HDRPreview": VIEWER_HEIGHT, "HDRSaveEXR": VIEWER_HEIGHT,
+                 "HDROCIODisplayPreview": VIEWER_HEIGHT, "HDRVAEDecode": VIEWER_HEIGHT,
+                 "LoadImage": 256}
 
 SERIALIZE_JS = """
-async ([api, name, viewerNodes, viewerHeight]) => {
+async ([api, name, growing]) => {
   await app.loadApiJson(api, name);
-  for (const node of app.graph.nodes) {
-    if (viewerNodes.includes(node.type)) node.size[1] += viewerHeight;
-  }
+  for (const node of app.graph.nodes) node.size[1] += growing[node.type] ?? 0;
   app.graph.arrange?.(80);
   // Through JSON so undefined fields are dropped (the frontend's schema refuses nulls).
   return JSON.parse(JSON.stringify(app.graph.serialize()));
@@ -46,7 +47,7 @@ def main() -> int:
                 for api_file in sorted((WORKFLOWS / "api").glob("*.json")):
                     name = api_file.stem
                     graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name,
-                                                         VIEWER_NODES, VIEWER_HEIGHT])
+                                                         GROWING_NODES])
                     (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
                     print(f"wrote workflows/{name}.json")
         finally:
