@@ -30,37 +30,16 @@ import torch
 import torch.nn.functional as F
 
 from ._array import to_tensor
-from .degrade_config import (
-    _STEPS,
-    AppliedDegradation,
-    Contrast,
-    DegradationConfig,
-    DegradedPair,
-    ExposureShift,
-    H264Compression,
-    JpegCompression,
-    Quantisation,
-    SelectiveBlur,
-    ShadowNoise,
-    WhiteBalance,
-)
+from .degrade_config import _STEPS, AppliedDegradation, DegradationConfig, DegradedPair
 from .exposure import apply_stops
 from .gamut import luminance
 from .tonemap import get_tone_mapper
 from .transfer import srgb_encode
 
-__all__ = [
+__all__ = [  # the step configs live in degrade_config; the pair types are used here too
     "AppliedDegradation",
-    "Contrast",
     "DegradationConfig",
     "DegradedPair",
-    "ExposureShift",
-    "H264Compression",
-    "JpegCompression",
-    "Quantisation",
-    "SelectiveBlur",
-    "ShadowNoise",
-    "WhiteBalance",
     "add_shadow_noise",
     "apply_white_balance",
     "degrade_pair",

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from comfyui_hdr.hdr import degrade
-from comfyui_hdr.hdr.degrade import (
+from comfyui_hdr.hdr.degrade import degrade_pair, downscale_reference
+from comfyui_hdr.hdr.degrade_config import (
     Contrast,
     DegradationConfig,
     ExposureShift,
@@ -21,8 +22,6 @@ from comfyui_hdr.hdr.degrade import (
     SelectiveBlur,
     ShadowNoise,
     WhiteBalance,
-    degrade_pair,
-    downscale_reference,
 )
 from comfyui_hdr.hdr.scenes import hdr_scene
 from comfyui_hdr.hdr.tonemap import get_tone_mapper
