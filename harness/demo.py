@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..hdr import exposure, exr
 from . import comfyui
+from .benches import NEWEST
 from .client import ComfyClient
 from .demo_models import build_demo_models
 from .workflow import load_workflow
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     models = args.base / "models"
     print(f"building the demo models in {models} (first run only) ...")
     build_demo_models(models)
-    print(f"starting ComfyUI {comfyui.COMFYUI_VERSION} (CPU) with its folders in {args.base}")
-    server = comfyui.start(args.base)
+    print(f"starting {NEWEST.label} (CPU) with its folders in {args.base}")
+    server = comfyui.start(args.base, bench=NEWEST)
     try:
         print(f"queueing workflows/api/{DEMO_WORKFLOW}.json on {server.url}")
         demo = run_demo(ComfyClient(server.url), server.output_dir)

@@ -12,17 +12,19 @@ import sys
 from pathlib import Path
 
 from . import comfyui
+from .benches import selected
 
 
 def use_comfyui(home: Path | None = None) -> Path:
     """Make ``import comfy`` work here; returns the ComfyUI folder. Raises RuntimeError
     with the install command when ComfyUI is not installed (never a silent skip)."""
     home = Path(home or os.environ.get("COMFYUI_HDR_HOME", comfyui.DEFAULT_HOME))
-    folder = comfyui.comfyui_dir(home)
+    release = selected().comfyui
+    folder = comfyui.comfyui_dir(home, release)
     if not (folder / "comfy" / "model_management.py").is_file():
-        raise RuntimeError(f"ComfyUI is not installed in {folder}; run "
-                           "`python -m comfyui_hdr.harness install` (scripts/setup_env.sh "
-                           "does it)")
+        raise RuntimeError(f"ComfyUI is not installed in {folder}; run `python -m "
+                           f"comfyui_hdr.harness install --comfyui {release}` "
+                           "(scripts/setup_env.sh does it)")
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     from comfy.cli_args import args

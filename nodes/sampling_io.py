@@ -20,17 +20,46 @@ from ..hdr.degrade import downscale_reference
 from ._common import require_image
 
 CATEGORY_SAMPLING = "HDR/sampling"
-_PROBE = 3.0
+# Probes of a VAE's output mapping: both clamp ends, the inside, and the affine points.
+_PROBES = [-3.0, -1.0, -0.25, 0.0, 0.5, 1.0, 3.0]
 
 
-def _unclamped(vae):
-    """A shallow copy of a ComfyUI VAE whose output mapping keeps values outside [0, 1]."""
-    probe = vae.process_output(torch.tensor([_PROBE]))
-    if float(probe) != 1.0:  # this VAE does not clamp (identity or audio-style output)
-        return vae
-    unclamped = copy.copy(vae)
-    unclamped.process_output = lambda image: (image + 1.0) / 2.0
-    return unclamped
+def _keep_as_is(pixels):
+    """An output mapping that leaves the decoder's pixels alone. It returns the very tensor it
+    was given, so it is right under both of ComfyUI's calling conventions: 0.3.x uses the
+    mapping's return value, 0.33 discards it and relies on the mapping working in place."""
+    return pixels
+
+
+def _stock_mapping(vae) -> str:
+    """How ``vae``'s own output mapping turns decoder output into pixels: ``"identity"`` or
+    ``"image"`` (``(x + 1) / 2`` clamped to [0, 1], ComfyUI's image VAEs in comfy/sd.py).
+    Probed on a fresh tensor, so in-place mappings touch nothing of ours; any other mapping is
+    refused rather than guessed."""
+    probe = torch.tensor(_PROBES)
+    result = vae.process_output(probe)
+    mapped = probe if result is None else result
+    if torch.equal(mapped, torch.tensor(_PROBES)):
+        return "identity"
+    if torch.equal(mapped, torch.tensor(_PROBES).add(1.0).div(2.0).clamp(0.0, 1.0)):
+        return "image"
+    raise ValueError(
+        "vae: its output mapping is neither ComfyUI's image mapping ((x + 1) / 2 clamped) nor "
+        f"the identity ({_PROBES} -> {mapped.tolist()}); this ComfyUI or VAE is not supported "
+        "by VAE Decode (unclamped): decode with the stock VAE Decode, or report the version")
+
+
+def decode_unclamped(vae, latent: torch.Tensor) -> torch.Tensor:
+    """Decode ``latent`` with ComfyUI's own ``VAE.decode`` (its batching, memory management
+    and tiled fallback) and the VAE's own output mapping minus the clamp: inside [0, 1] the
+    pixels equal the stock VAE Decode's bit for bit, outside they are kept."""
+    mapping = _stock_mapping(vae)
+    if mapping == "identity":
+        return vae.decode(latent)
+    raw = copy.copy(vae)
+    raw.process_output = _keep_as_is
+    # The stock mapping's own arithmetic, in the same order, without its clamp.
+    return raw.decode(latent).add_(1.0).div_(2.0)
 
 
 class HDRVAEDecodeUnclamped:
@@ -49,7 +78,7 @@ class HDRVAEDecodeUnclamped:
         }}
 
     def decode(self, samples, vae):
-        images = _unclamped(vae).decode(samples["samples"])
+        images = decode_unclamped(vae, samples["samples"])
         if images.ndim == 5:  # video: frames become the batch, as the stock node does
             images = images.reshape(-1, *images.shape[-3:])
         if not bool(torch.isfinite(images).all()):

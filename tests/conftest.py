@@ -13,11 +13,17 @@ from pathlib import Path
 import pytest
 
 from comfyui_hdr.harness import comfyui
+from comfyui_hdr.harness.benches import selected
 from comfyui_hdr.harness.client import ComfyClient
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("COMFYUI_HDR_ARTIFACTS", REPO / "test-artifacts"))
 COMFYUI_HOME = Path(os.environ.get("COMFYUI_HDR_HOME", comfyui.DEFAULT_HOME))
+BENCH = selected()
+
+
+def pytest_report_header(config):
+    return f"bench: {BENCH.label} (COMFYUI_HDR_COMFYUI / COMFYUI_HDR_FRONTEND)"
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +34,10 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
-    """A real ComfyUI 0.3.75 (CPU) with this pack, its folders in a fresh temp dir."""
+    """A real ComfyUI (CPU) of the bench under test with this pack, its folders in a fresh
+    temp dir."""
     base = tmp_path_factory.mktemp("comfyui")
-    server = comfyui.start(base, COMFYUI_HOME)
+    server = comfyui.start(base, COMFYUI_HOME, bench=BENCH)
     try:
         yield server
     finally:
