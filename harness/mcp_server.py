@@ -131,8 +131,10 @@ def build_server(server: str, out_dir: str | Path) -> MCPServer:
     @app.tool()
     @_anticipated
     def list_workflows() -> list[dict[str, str]]:
-        """The workflows shipped with ComfyUI-HDR: name, what the graph does, and its files."""
-        return [{"name": name, "description": describe_workflow(load_workflow(paths["api"])),
+        """The workflows shipped with ComfyUI-HDR: name, template title, what it is for, its
+        graph in one line, and its files."""
+        return [{"name": name, "title": paths["title"], "description": paths["description"],
+                 "graph": describe_workflow(load_workflow(paths["api"])),
                  "ui_file": str(paths["ui"]), "api_file": str(paths["api"])}
                 for name, paths in shipped_workflows().items()]
 

@@ -19,8 +19,13 @@ from pathlib import Path
 from typing import Any
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_WORKFLOWS = PACK_ROOT / "workflows"
+# ComfyUI's template browser lists custom_nodes/<pack>/example_workflows/*.json (0.33 only
+# notes other folder names at DEBUG level) and the frontend titles each card with its file
+# name: the UI files carry human titles. API files keep short names for pipelines; the
+# catalogue maps each name to its title and description.
+SHIPPED_WORKFLOWS = PACK_ROOT / "example_workflows"
 API_WORKFLOWS = SHIPPED_WORKFLOWS / "api"
+CATALOGUE = API_WORKFLOWS / "catalogue.json"
 
 # Node modes of LiteGraph's LGraphEventMode: NEVER (muted) and BYPASS are not executed.
 MUTED, BYPASSED = 2, 4
@@ -39,18 +44,31 @@ class WorkflowError(ValueError):
     """A workflow, an override or an output folder the CLI cannot use (the message says why)."""
 
 
-def shipped_workflows() -> dict[str, dict[str, Path]]:
-    """The pack's workflows by name: ``{name: {"ui": path, "api": path}}``."""
-    return {path.stem: {"ui": SHIPPED_WORKFLOWS / path.name, "api": path}
-            for path in sorted(API_WORKFLOWS.glob("*.json"))}
+def shipped_workflows() -> dict[str, dict]:
+    """The pack's workflows by name, in the catalogue's order: ``{name: {"title": str,
+    "description": str, "ui": path, "api": path, "thumbnail": path}}``."""
+    catalogue = json.loads(CATALOGUE.read_text())
+    return {name: {"title": entry["title"], "description": entry["description"],
+                   "ui": SHIPPED_WORKFLOWS / f"{entry['title']}.json",
+                   "api": API_WORKFLOWS / f"{name}.json",
+                   "thumbnail": SHIPPED_WORKFLOWS / f"{entry['title']}.jpg"}
+            for name, entry in catalogue.items()}
+
+
+def shipped_workflow(name: str) -> dict | None:
+    """A shipped workflow by its name or its template title (any case), else None."""
+    wanted = name.strip().casefold()
+    return next((dict(entry, name=key) for key, entry in shipped_workflows().items()
+                 if wanted in (key.casefold(), entry["title"].casefold())), None)
 
 
 def load_workflow(source: str | Path | Mapping) -> dict:
-    """Read a workflow from a dict, a JSON file, or the name of a shipped workflow."""
+    """Read a workflow from a dict, a JSON file, or the name or title of a shipped workflow."""
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     shipped = shipped_workflows()
-    path = Path(shipped[str(source)]["api"] if str(source) in shipped else source)
+    entry = shipped_workflow(str(source)) if not str(source).endswith(".json") else None
+    path = Path(entry["api"] if entry else source)
     try:
         graph = json.loads(path.read_text())
     except FileNotFoundError:

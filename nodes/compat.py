@@ -10,6 +10,7 @@ HDR. Outside ComfyUI (the training CLI, the tests' unit layer) nothing is checke
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 
 # The oldest release the test suite runs (harness/benches.py, OLDEST_COMFYUI).
@@ -37,13 +38,15 @@ class UnsupportedComfyUI(RuntimeError):
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    """'0.33.0' -> (0, 33, 0); a suffix such as '0.3.75+cu' is ignored."""
+    """'0.33.0' -> (0, 33, 0); suffixes such as '+cu128' or 'rc1' are ignored."""
     parts = []
     for piece in text.split("+", 1)[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
+        digits = re.match(r"\d+", piece)
+        if digits is None:
             break
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
+        if digits.end() < len(piece):  # '0rc1': the release number ends here
+            break
     return tuple(parts)
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from comfyui_hdr.harness import comfyui
 from comfyui_hdr.harness.browser import comfy_page
 from comfyui_hdr.harness.example_inputs import prepare_server
+from comfyui_hdr.harness.workflow import shipped_workflows
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+WORKFLOWS = Path(__file__).resolve().parent.parent / "example_workflows"
 
 # Nodes that grow after loading or running get that height reserved before the layout, so
 # they never cover the node below: the HDR viewer (js/hdr_viewer.js) and Load Image's
@@ -44,12 +45,12 @@ def main() -> int:
         prepare_server(server.input_dir, server.models_dir)  # the menus hold the names
         try:
             with comfy_page(server.url) as page:
-                for api_file in sorted((WORKFLOWS / "api").glob("*.json")):
-                    name = api_file.stem
+                for name, paths in shipped_workflows().items():
+                    api_file = paths["api"]
                     graph = page.evaluate(SERIALIZE_JS, [json.loads(api_file.read_text()), name,
                                                          GROWING_NODES])
-                    (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
-                    print(f"wrote workflows/{name}.json")
+                    paths["ui"].write_text(json.dumps(graph, indent=1) + "\n")
+                    print(f"wrote {paths['ui'].relative_to(WORKFLOWS.parent)}")
         finally:
             server.stop()
     return 0

@@ -2,12 +2,12 @@
 
     .venv/bin/python scripts/make_templates.py
 
-ComfyUI 0.3.75 serves a custom node pack's ``workflows/`` folder (also ``example_workflows``,
-``example``, ``examples``, ``workflow``) as templates: ``GET /api/workflow_templates`` lists
-its ``*.json`` files and the frontend shows ``<name>.jpg`` from the same folder as the card's
-picture (``app/custom_node_manager.py``; frontend 1.32 ``useTemplateWorkflows.ts``, where
-custom-node templates always use ``mediaSubtype: 'jpg'``). The JSON files are the shipped
-workflows themselves; this script only writes the pictures.
+ComfyUI serves a custom node pack's ``example_workflows/`` folder as templates (0.33 still
+takes ``workflows/`` and others, noting them at DEBUG level): ``GET /api/workflow_templates``
+lists its ``*.json`` files, the frontend titles each card with the file name and shows
+``<name>.jpg`` from the same folder as the card's picture (``app/custom_node_manager.py``;
+frontends 1.32 to 1.58 give custom-node templates ``mediaSubtype: 'jpg'``). The JSON files are
+the shipped workflows themselves; this script only writes the pictures.
 
 It starts ComfyUI with its folders in a temp dir, queues each UI workflow through
 :func:`comfyui_hdr.harness.queue.queue_workflow`, and draws its brightest scene-linear output
@@ -110,7 +110,7 @@ def main() -> int:
                     print(f"skipped {name}: no UI file (run scripts/export_ui_workflows.py)")
                     continue
                 result = queue_workflow(paths["ui"], server.url, out_dir=Path(base) / name)
-                target = SHIPPED_WORKFLOWS / f"{name}.jpg"
+                target = paths["thumbnail"]
                 target.write_bytes(card_jpeg(thumbnail(result.files)))
                 print(f"wrote {target.relative_to(SHIPPED_WORKFLOWS.parent)} "
                       f"({target.stat().st_size // 1024} KB)")

@@ -13,7 +13,8 @@ from comfyui_hdr.harness.workflow import load_workflow, shipped_workflows
 
 pytestmark = pytest.mark.browser
 
-WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
+SHIPPED = shipped_workflows()
+WORKFLOWS = Path(comfyui_hdr.__file__).parent / "example_workflows"
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,17 @@ WORKFLOW_NAMES = sorted(shipped_workflows())
 
 
 def test_every_shipped_workflow_has_both_formats():
-    ui_names = {p.stem for p in WORKFLOWS.glob("*.json")}
-    assert ui_names == set(WORKFLOW_NAMES)
+    # The template browser shows every UI file; the catalogue names each one's API twin.
+    ui_files = set(WORKFLOWS.glob("*.json"))
+    assert ui_files == {SHIPPED[name]["ui"] for name in WORKFLOW_NAMES}
+    assert all(SHIPPED[name]["api"].is_file() and SHIPPED[name]["thumbnail"].is_file()
+               for name in WORKFLOW_NAMES)
 
 
 @pytest.mark.parametrize("name", WORKFLOW_NAMES)
 def test_ui_workflow_is_the_twin_of_its_api_file_and_runs(page, artifacts_dir, workflow_inputs,
                                                           name):
-    ui_graph = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    ui_graph = json.loads(SHIPPED[name]["ui"].read_text())
     api_graph = load_workflow(name)
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", ui_graph)
     assert "Invalid workflow" not in page.inner_text("body")
@@ -62,7 +66,7 @@ def test_ui_workflow_is_the_twin_of_its_api_file_and_runs(page, artifacts_dir, w
 
 
 def test_stats_node_shows_its_text_after_a_run(page):
-    graph = json.loads((WORKFLOWS / "logc4_round_trip.json").read_text())
+    graph = json.loads(SHIPPED["logc4_round_trip"]["ui"].read_text())
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", graph)
     # Change one widget so the server really executes (an identical prompt is cached).
     page.evaluate("""() => {
@@ -79,7 +83,7 @@ def test_stats_node_shows_its_text_after_a_run(page):
 
 
 def test_ocio_menus_follow_the_chosen_config(page):
-    graph = json.loads((WORKFLOWS / "chart_ocio_preview_save_exr.json").read_text())
+    graph = json.loads(SHIPPED["chart_ocio_preview_save_exr"]["ui"].read_text())
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", graph)
     options = """async (config) => {
         const node = app.graph.nodes.find((n) => n.type === 'HDROCIODisplayPreview');

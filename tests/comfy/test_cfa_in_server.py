@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-import comfyui_hdr
 from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import exr
 
 pytestmark = pytest.mark.comfy
 
-WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 
 
 def _api() -> dict:

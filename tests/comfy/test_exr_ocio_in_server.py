@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import comfyui_hdr
 from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, exr, ocio
 
 pytestmark = pytest.mark.comfy
 
-WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 ACES_SDR = ("sRGB - Display", "ACES 2.0 - SDR 100 nits (Rec.709)")
 
 

@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import comfyui_hdr
 from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, exr, merge, tonemap, transfer, ultrahdr
 
 pytestmark = pytest.mark.comfy
 
-WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 
 
 def _api(name: str) -> dict:

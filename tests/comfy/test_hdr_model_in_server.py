@@ -12,7 +12,7 @@ from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, exr
 from comfyui_hdr.hdr.models.hdr_vae import load_hdr_vae
 
-pytestmark = pytest.mark.comfy
+pytestmark = [pytest.mark.comfy, pytest.mark.smoke]
 
 SAVE_EXR, DECODE, SAMPLER = "8", "7", "6"
 

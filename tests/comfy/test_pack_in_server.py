@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,8 @@ import comfyui_hdr
 from comfyui_hdr.harness.workflow import load_workflow
 from comfyui_hdr.hdr import charts, transfer
 
-pytestmark = pytest.mark.comfy
+pytestmark = [pytest.mark.comfy, pytest.mark.smoke]
 
-WORKFLOWS = Path(comfyui_hdr.__file__).parent / "workflows"
 
 
 def _load_api(name: str) -> dict:
