@@ -16,6 +16,7 @@ from . import (
     ultrahdr_nodes,
     viewer,
 )
+from .search_aliases import SEARCH_ALIASES
 
 _FAMILIES = (
     charts, colour, ocio_nodes, gainmap_nodes, analysis, metrics_nodes, viewer, exr_io, raw_io,
@@ -27,3 +28,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict = {}
 for _family in _FAMILIES:
     NODE_CLASS_MAPPINGS.update(_family.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_family.NODE_DISPLAY_NAME_MAPPINGS)
+for _name, _aliases in SEARCH_ALIASES.items():
+    NODE_CLASS_MAPPINGS[_name].SEARCH_ALIASES = _aliases

@@ -38,6 +38,21 @@ def test_every_node_of_the_pack_is_registered_with_tooltips(object_info):
                 assert options.get("tooltip"), f"{key}.{name} has no tooltip"
 
 
+def test_every_node_has_search_aliases_where_the_server_reads_them(comfy_server, object_info):
+    """0.33 lists a classic node's SEARCH_ALIASES in /object_info (the node search matches
+    them); 0.3.75 has no such field, and the pack still loads there."""
+    from comfyui_hdr.nodes.search_aliases import SEARCH_ALIASES
+
+    assert set(SEARCH_ALIASES) == set(comfyui_hdr.NODE_CLASS_MAPPINGS)
+    for key, aliases in SEARCH_ALIASES.items():
+        if comfy_server.bench.comfyui == "0.3.75":
+            assert "search_aliases" not in object_info[key]
+        else:
+            assert object_info[key]["search_aliases"] == aliases
+    if comfy_server.bench.comfyui != "0.3.75":
+        assert "exr" in object_info["HDRSaveEXR"]["search_aliases"]
+
+
 def _saved_array(comfy_server, outputs: dict, node_id: str) -> np.ndarray:
     (entry,) = outputs[node_id]["hdr_arrays"]
     return np.load(comfy_server.output_dir / entry["subfolder"] / entry["filename"])
