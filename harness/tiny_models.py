@@ -97,6 +97,27 @@ def wan_vae_comfyui_state_dict(vae) -> dict:
             for key, value in renamed.items()}
 
 
+def flux_params(**params) -> dict:
+    """Flux.1 parameters for ComfyUI's ``FluxParams`` on any supported release: 0.33's takes
+    ``txt_ids_dims`` (``[]`` for Flux.1, as comfy/model_detection.py sets it), which 0.3.75's
+    does not know."""
+    import dataclasses
+
+    use_comfyui()
+    from comfy.ldm.flux.model import FluxParams
+
+    if "txt_ids_dims" in {field.name for field in dataclasses.fields(FluxParams)}:
+        params.setdefault("txt_ids_dims", [])
+    return params
+
+
+def comfy_flux(**params):
+    """ComfyUI's Flux module for a Flux.1 layout (:func:`flux_params`)."""
+    from comfy.ldm.flux.model import Flux
+
+    return Flux(**flux_params(**params))
+
+
 def flux_comfyui_state_dict(state: dict, depth: int, depth_single_blocks: int,
                             hidden_size: int) -> dict:
     """A diffusers ``FluxTransformer2DModel`` state dict under ComfyUI's Flux names: its

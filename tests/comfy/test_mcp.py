@@ -54,8 +54,10 @@ def test_list_workflows_names_every_shipped_workflow_with_a_description(answers)
     listed = answers["list_workflows"].structured_content["result"]
     assert [entry["name"] for entry in listed] == list(shipped_workflows())
     chart = next(entry for entry in listed if entry["name"] == "chart_ocio_preview_save_exr")
-    assert chart["description"] == ("HDR Test Chart -> OCIO Display Preview (ACES 2.0 SDR) "
-                                    "-> Save EXR")
+    assert chart["title"] == "HDR chart - OCIO display preview and EXR"
+    assert chart["description"] == shipped_workflows()[chart["name"]]["description"]
+    assert chart["graph"] == ("HDR Test Chart -> OCIO Display Preview (ACES 2.0 SDR) "
+                              "-> Save EXR")
 
 
 def test_generate_hdr_returns_an_exr_whose_stats_match_the_library(answers):

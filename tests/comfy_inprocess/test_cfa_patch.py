@@ -27,10 +27,10 @@ import comfy.samplers
 import comfy.sd
 import pytest
 import torch
-from comfy.ldm.flux.model import Flux
 from comfy.ldm.wan.model import WanModel
 from safetensors.torch import save_file
 
+from comfyui_hdr.harness.tiny_models import comfy_flux
 from comfyui_hdr.hdr.masks import ExposureMasks
 from comfyui_hdr.nodes._cfa_patch import CFA_KEY, apply_cfa_patch
 
@@ -72,7 +72,8 @@ def wan(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flux(tmp_path_factory):
-    skeleton = Flux(device="meta", operations=comfy.ops.disable_weight_init, in_channels=16,
+    skeleton = comfy_flux(device="meta", operations=comfy.ops.disable_weight_init,
+                          in_channels=16,
                     out_channels=16, vec_in_dim=32, context_in_dim=64, hidden_size=3072,
                     mlp_ratio=4.0, num_heads=24, depth=1, depth_single_blocks=1,
                     axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True,

@@ -21,12 +21,13 @@ import comfy.supported_models
 import pytest
 import torch
 from comfy import model_detection
-from comfy.ldm.flux.model import Flux
 from comfy.ldm.qwen_image.model import QwenImageTransformer2DModel
 from safetensors.torch import save_file
 
 from comfyui_hdr.harness.tiny_models import (
     TINY_QWEN_IMAGE,
+    comfy_flux,
+    flux_params,
     seeded_state_dict,
     tiny_qwen_image_state_dict,
     tiny_wan_state_dict,
@@ -57,7 +58,7 @@ def _stock(config_class, unet_config: dict, state_dict: dict):
 
 
 def _tiny_flux_state_dict(seed: int = 41) -> dict:
-    skeleton = Flux(device="meta", operations=comfy.ops.disable_weight_init, **TINY_FLUX)
+    skeleton = comfy_flux(device="meta", operations=comfy.ops.disable_weight_init, **TINY_FLUX)
     return seeded_state_dict(skeleton, seed, torch.float32)
 
 
@@ -83,7 +84,7 @@ def families(tmp_path_factory):
                        load_hdr_diffusion_model(folder / "qwen32.safetensors").model,
                        (1, 16, 1, 8, 8), {"c_crossattn": _noise(1, 6, 32, seed=2)}),
         "flux": (_stock(comfy.supported_models.FluxSchnell,
-                        {"image_model": "flux", **TINY_FLUX}, flux),
+                        flux_params(image_model="flux", **TINY_FLUX), flux),
                  load_hdr_diffusion_model(folder / "flux32.safetensors").model,
                  (1, 16, 8, 8), {"c_crossattn": _noise(1, 6, 32, seed=3),
                                  "y": _noise(1, 32, seed=4)}),

@@ -151,12 +151,13 @@ def test_flux_reference_tokens_get_the_positions_train_lora_gives_them(reference
     import comfy.ops
     from diffusers import FluxTransformer2DModel
 
+    from comfyui_hdr.harness import tiny_models
     from comfyui_hdr.harness.tiny_models import flux_comfyui_state_dict
     from comfyui_hdr.nodes.sampling_io import reference_conditioning
 
     torch.manual_seed(0)
     flux = FluxTransformer2DModel(**TINY_FLUX).eval()
-    comfy_flux = comfy.ldm.flux.model.Flux(
+    comfy_flux = tiny_models.comfy_flux(
         in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=128,
         mlp_ratio=4.0, num_heads=2, depth=1, depth_single_blocks=1, axes_dim=[16, 24, 24],
         theta=10000, patch_size=2, qkv_bias=True, guidance_embed=False,

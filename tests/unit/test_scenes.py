@@ -1,7 +1,6 @@
 """The procedural HDR scene generator: deterministic, any size, real highlights, fast."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -48,19 +47,6 @@ def test_hdr_scenes_stacks_the_same_scenes_as_hdr_scene():
     batch = hdr_scenes([3, 5], 24, 40)
     assert batch.shape == (2, 24, 40, 3)
     assert torch.equal(batch[1], hdr_scene(5, 24, 40))
-
-
-def test_a_64_pixel_scene_renders_in_milliseconds():
-    hdr_scene(0, 64)
-    timings = []
-    for seed in range(10):
-        start = time.process_time()
-        hdr_scene(seed, 64)
-        timings.append(time.process_time() - start)
-    # The fastest of ten, in CPU time: on a loaded machine torch's two intra-op threads can
-    # spin for a scheduler slice (measured up to 150 ms) while the scene itself costs 1.4 ms
-    # (measured with one thread). 20 ms is the bound.
-    assert min(timings) < 0.02
 
 
 @pytest.mark.parametrize("arguments", [(-1, 8), (1.5, 8), (0, 0), (0, 8, -2)])
