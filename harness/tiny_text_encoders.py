@@ -183,7 +183,8 @@ def write_tiny_qwen_image_encoder(folder: str | Path, seed: int = 0) -> Path:
 
 def write_tiny_qwen25_vl(folder: str | Path, seed: int = 0) -> Path:
     """A hub-style Qwen2.5-VL folder (model, ``Qwen2_5_VLProcessor`` with images resized to
-    56x56-112x112 pixels, chat template) for ``caption``."""
+    56x56-112x112 pixels, chat template) for ``caption``; its generation config samples
+    (``do_sample``), as the -Instruct models' does."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     folder = Path(folder)
@@ -194,6 +195,7 @@ def write_tiny_qwen25_vl(folder: str | Path, seed: int = 0) -> Path:
         chat_template=QWEN_VL_CHAT_TEMPLATE)
     model = _tiny_qwen25_vl(tokenizer, seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.do_sample = True
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

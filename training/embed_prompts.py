@@ -25,15 +25,16 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from .data import CAPTION_FILE, HDR_IMAGE_SUFFIXES, parse_caption
-from .text_encoders import DEFAULT_MAX_TOKENS, FAMILY_ENCODERS, load_text_encoders
+from .text_encoders import (
+    DEFAULT_MAX_TOKENS,
+    DTYPES,
+    FAMILY_ENCODERS,
+    load_text_encoders,
+    resolve_device,
+)
 
 __all__ = ["build_parser", "dataset_prompts", "main"]
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
 
 def dataset_prompts(root: str | os.PathLike) -> list[str]:
     """The prompts ``train-lora`` looks up for the dataset under ``root``: the
@@ -134,11 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``embed-prompts`` CLI; return the exit code (0, or 2 on bad input)."""
     arguments = build_parser().parse_args(argv)
-    device = arguments.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = DTYPES.get(arguments.dtype, torch.bfloat16 if device.startswith("cuda")
-                       else torch.float32)
+    device, dtype = resolve_device(arguments.device, arguments.dtype)
     try:
         if arguments.output.exists() and not arguments.overwrite:
             raise ValueError(f"--output {arguments.output} exists; pass --overwrite or pick "

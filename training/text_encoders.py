@@ -32,8 +32,8 @@ import torch
 
 from .prompt_embeddings import PromptEmbeddings
 
-__all__ = ["FAMILY_ENCODERS", "QWEN_IMAGE_TEMPLATE", "EncoderSpec", "TextEncoders",
-           "check_model_folder", "load_text_encoders"]
+__all__ = ["DTYPES", "FAMILY_ENCODERS", "QWEN_IMAGE_TEMPLATE", "EncoderSpec", "TextEncoders",
+           "check_model_folder", "load_text_encoders", "resolve_device"]
 
 QWEN_IMAGE_TEMPLATE = (
     "<|im_start|>system\nDescribe the image by detailing the color, shape, size, texture, "
@@ -78,6 +78,8 @@ FAMILY_ENCODERS = {
                          "text_encoder_2/)")),
 }
 """The encoders of each family, in the order :func:`load_text_encoders` returns them."""
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``--dtype`` choices besides ``auto``."""
 _WEIGHTS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 
 
@@ -89,11 +91,21 @@ def _owner(model_type: str) -> str | None:
     return None
 
 
+def resolve_device(device: str, dtype: str) -> tuple[str, torch.dtype]:
+    """``--device`` / ``--dtype`` with ``auto`` resolved: CUDA if present, bf16 there and
+    float32 on the CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    default = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return device, DTYPES.get(dtype, default)
+
+
 def check_model_folder(folder: Path, flag: str, model_types: Sequence[str], wanted: str,
-                       fix: str) -> dict:
+                       fix: str, accepted: str | None = None) -> dict:
     """Read ``folder/config.json`` and check its ``model_type`` is one of ``model_types`` and
-    that weights are there; a ValueError names ``flag``, what was found, ``wanted`` and
-    ``fix``. Returns the config. Reads no weights."""
+    that weights are there; a ValueError names ``flag``, what was found, ``wanted``,
+    ``accepted`` (default: the listed types) and ``fix``. Returns the config. Reads no
+    weights."""
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{flag} {folder}: no config.json there; {flag} needs the folder of "
@@ -104,9 +116,9 @@ def check_model_folder(folder: Path, flag: str, model_types: Sequence[str], want
         architectures = ", ".join(config.get("architectures") or []) or "no architectures"
         owner = _owner(str(model_type))
         hint = f" (that is {owner})" if owner else ""
+        accepted = accepted or " or ".join(repr(name) for name in model_types)
         raise ValueError(f"{flag} {folder} holds a '{model_type}' model ({architectures})"
-                         f"{hint}; {flag} needs the {wanted} (model_type "
-                         f"{' or '.join(repr(name) for name in model_types)}): {fix}")
+                         f"{hint}; {flag} needs the {wanted} (model_type {accepted}): {fix}")
     if not any(next(folder.glob(pattern), None) for pattern in _WEIGHTS):
         raise ValueError(f"{flag} {folder} has a config.json but no weights (*.safetensors); "
                          f"copy the whole {wanted} folder")
