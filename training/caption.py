@@ -184,7 +184,7 @@ class Captioner:
             raise ValueError(f"--captioner {folder} has no chat template; use the -Instruct "
                              "model's folder (with chat_template.jinja)")
         self.model = AutoModelForImageTextToText.from_pretrained(
-            str(folder), dtype=dtype, local_files_only=True).to(device).eval()
+            str(folder), dtype=dtype, device_map=device, local_files_only=True).eval()
         self.max_new_tokens = max_new_tokens
 
     @torch.no_grad()

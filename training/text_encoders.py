@@ -268,6 +268,6 @@ def load_text_encoders(family: str, folders: Sequence[tuple[Path, Path]],
                              "point --tokenizer at the Qwen-Image pipeline's tokenizer/ folder")
     encoders = tuple(
         _encoder_class(family, index).from_pretrained(
-            str(encoder), dtype=dtype, local_files_only=True).to(device).eval()
+            str(encoder), dtype=dtype, device_map=device, local_files_only=True).eval()
         for index, (encoder, _) in enumerate(folders))
     return TextEncoders(family, tokenizers, encoders, max_tokens)

@@ -57,7 +57,8 @@ def test_embedded_caption_drives_ksampler_exactly_as_train_lora_reads_it(
     encoder = write_tiny_umt5(tmp_path / "umt5", width=4096)
     for name, text in (("embedded", CAPTION), ("other", OTHER)):
         assert main(["--family", "wan", "--model", str(encoder), "--prompt", text,
-                     "--output", str(folder / f"{name}.safetensors")]) == 0
+                     "--output", str(folder / f"{name}.safetensors"),
+                     "--device", "cpu", "--dtype", "fp32"]) == 0
     train_time, _ = PromptEmbeddings.load(folder / "embedded.safetensors").lookup([CAPTION])
     assert train_time.shape == (1, 512, 4096)
     save_file({"prompt_embeds": train_time.contiguous()}, str(folder / "train_time.safetensors"))

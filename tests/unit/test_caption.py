@@ -137,7 +137,7 @@ def test_a_captioned_dataset_round_trip_keeps_existing_captions(captioner_folder
     write_exr(data / "hand" / "lamp.exr", _frame().numpy())
     (data / "hand" / "caption.txt").write_text("[Overexposed: a lamp]", encoding="utf-8")
     arguments = ["--data", str(data), "--captioner", str(captioner_folder),
-                 "--max-new-tokens", "8"]
+                 "--max-new-tokens", "8", "--device", "cpu", "--dtype", "fp32"]
     assert main(arguments) == 0
     output = capsys.readouterr().out
     assert "1 kept, 1 no regions, 1 written" in output and "--overwrite" in output

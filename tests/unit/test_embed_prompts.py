@@ -29,6 +29,11 @@ PROMPTS = ("[Overexposed: the sun and bright clouds]; [Underexposed: tree bark i
            "", "a  dark forest &amp; roots\n")
 """A DiffHDR caption, the empty prompt, and one that Wan's prompt_clean changes (HTML
 entity, doubled space, trailing newline)."""
+CPU = ("--device", "cpu", "--dtype", "fp32")
+"""Float32 on the CPU (``auto`` would pick CUDA and bf16 where a GPU is present)."""
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+"""The pipeline comparisons run on every device present (CI: the CPU), in float32 on both
+sides; measured on an H200 they are exact on CUDA too, in fp32 and bf16."""
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +44,10 @@ def encoders(tmp_path_factory):
             "flux": write_tiny_flux_encoders(root / "flux")}
 
 
-def _embed(encoders, family, tmp_path, *extra, prompts=PROMPTS):
+def _embed(encoders, family, tmp_path, *extra, prompts=PROMPTS, device="cpu"):
     output = tmp_path / f"{family}.safetensors"
-    arguments = ["--family", family, "--model", str(encoders[family]), "--output", str(output)]
+    arguments = ["--family", family, "--model", str(encoders[family]), "--output", str(output),
+                 "--device", device, "--dtype", "fp32"]
     code = main([*arguments, *(item for prompt in prompts for item in ("--prompt", prompt)),
                  *extra])
     assert code == 0
@@ -54,15 +60,16 @@ def _tokenizer(folder):
     return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
-def test_wan_embeddings_equal_wan_pipeline_encode_prompt_bit_exact(encoders, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_wan_embeddings_equal_wan_pipeline_encode_prompt_bit_exact(encoders, tmp_path, device):
     from diffusers import WanPipeline
     from transformers import UMT5EncoderModel
 
-    stored = _embed(encoders, "wan", tmp_path)
+    stored = _embed(encoders, "wan", tmp_path, device=device)
     folder = encoders["wan"]
     pipeline = WanPipeline(tokenizer=_tokenizer(folder / "tokenizer"),
                            text_encoder=UMT5EncoderModel.from_pretrained(folder / "text_encoder"),
-                           transformer=None, vae=None, scheduler=None)
+                           transformer=None, vae=None, scheduler=None).to(device)
     assert stored.prompts == PROMPTS
     assert stored.prompt_embeds.shape == (3, 512, 32)  # WanPipeline.__call__'s 512 tokens
     # Wan keeps its zeroed padding: WanPipeline and ComfyUI's UMT5 both give the model all 512.
@@ -72,57 +79,59 @@ def test_wan_embeddings_equal_wan_pipeline_encode_prompt_bit_exact(encoders, tmp
     with torch.no_grad():
         for row, prompt in enumerate(PROMPTS):
             expected, _ = pipeline.encode_prompt(prompt, do_classifier_free_guidance=False,
-                                                 max_sequence_length=512, device="cpu")
-            assert torch.equal(stored.prompt_embeds[row:row + 1], expected)
+                                                 max_sequence_length=512, device=device)
+            assert torch.equal(stored.prompt_embeds[row:row + 1], expected.cpu())
     real = (stored.prompt_embeds.abs().sum(-1) > 0).sum(-1)
     # The caption's tokens + </s> (the tiny tokenizer: 18), '' is </s> alone.
     assert real.tolist()[1] == 1 and 1 < real.tolist()[0] < 512
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_qwen_image_embeddings_equal_qwen_image_pipeline_with_their_padding_mask(
-        encoders, tmp_path):
+        encoders, tmp_path, device):
     from diffusers import QwenImagePipeline
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    stored = _embed(encoders, "qwen_image", tmp_path)
+    stored = _embed(encoders, "qwen_image", tmp_path, device=device)
     folder = encoders["qwen_image"]
     pipeline = QwenImagePipeline(
         tokenizer=_tokenizer(folder / "tokenizer"),
         text_encoder=Qwen2_5_VLForConditionalGeneration.from_pretrained(folder / "text_encoder"),
-        transformer=None, vae=None, scheduler=None)
+        transformer=None, vae=None, scheduler=None).to(device)
     lengths = stored.prompt_embeds_mask.sum(-1).tolist()
     assert stored.prompt_embeds.shape == (3, max(lengths), 32)
     with torch.no_grad():
         for row, prompt in enumerate(PROMPTS):
-            expected, mask = pipeline.encode_prompt(prompt, device="cpu")
+            expected, mask = pipeline.encode_prompt(prompt, device=device)
             assert mask is None  # one prompt: all its tokens are real
             assert lengths[row] == expected.shape[1]
-            assert torch.equal(stored.prompt_embeds[row:row + 1, :lengths[row]], expected)
+            assert torch.equal(stored.prompt_embeds[row:row + 1, :lengths[row]], expected.cpu())
             assert not stored.prompt_embeds[row, lengths[row]:].any()
             assert stored.prompt_embeds_mask[row, :lengths[row]].all()
     # '' leaves the template's suffix: <|im_end|> \n <|im_start|> assistant \n.
     assert lengths[1] == 5
 
 
-def test_flux_embeddings_equal_flux_pipeline_t5_and_clip_pooled(encoders, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_flux_embeddings_equal_flux_pipeline_t5_and_clip_pooled(encoders, tmp_path, device):
     from diffusers import FluxPipeline
     from transformers import CLIPTextModel, T5EncoderModel
 
-    stored = _embed(encoders, "flux", tmp_path)
+    stored = _embed(encoders, "flux", tmp_path, device=device)
     folder = encoders["flux"]
     pipeline = FluxPipeline(
         tokenizer=_tokenizer(folder / "tokenizer"),
         text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder"),
         tokenizer_2=_tokenizer(folder / "tokenizer_2"),
         text_encoder_2=T5EncoderModel.from_pretrained(folder / "text_encoder_2"),
-        transformer=None, vae=None, scheduler=None)
+        transformer=None, vae=None, scheduler=None).to(device)
     assert stored.prompt_embeds.shape == (3, 512, 48)
     assert stored.pooled_prompt_embeds.shape == (3, 32) and stored.prompt_embeds_mask is None
     with torch.no_grad():
         for row, prompt in enumerate(PROMPTS):
-            expected, pooled, _ = pipeline.encode_prompt(prompt, prompt_2=None, device="cpu")
-            assert torch.equal(stored.prompt_embeds[row:row + 1], expected)
-            assert torch.equal(stored.pooled_prompt_embeds[row:row + 1], pooled)
+            expected, pooled, _ = pipeline.encode_prompt(prompt, prompt_2=None, device=device)
+            assert torch.equal(stored.prompt_embeds[row:row + 1], expected.cpu())
+            assert torch.equal(stored.pooled_prompt_embeds[row:row + 1], pooled.cpu())
 
 
 def test_data_folder_gives_every_caption_train_lora_looks_up_and_the_empty_prompt(
@@ -140,7 +149,7 @@ def test_data_folder_gives_every_caption_train_lora_looks_up_and_the_empty_promp
     (tmp_path / "not_data" / "caption.txt").write_text("[Overexposed: x]", encoding="utf-8")
     output = tmp_path / "data.safetensors"
     assert main(["--family", "wan", "--model", str(encoders["wan"]), "--data", str(data),
-                 "--output", str(output)]) == 0
+                 "--output", str(output), *CPU]) == 0
     stored = PromptEmbeddings.load(output)
     assert stored.prompts == ("[Overexposed: a street lamp]",
                               "[Overexposed: the sun]; [Underexposed: tree bark]", "")
@@ -154,7 +163,7 @@ def test_existing_output_is_kept_without_overwrite(encoders, tmp_path, capsys):
     output = tmp_path / "wan.safetensors"
     before = output.read_bytes()
     arguments = ["--family", "wan", "--model", str(encoders["wan"]), "--prompt", "the sun",
-                 "--output", str(output)]
+                 "--output", str(output), *CPU]
     assert main(arguments) == 2
     assert "--overwrite" in capsys.readouterr().err and output.read_bytes() == before
     assert main([*arguments, "--overwrite"]) == 0
