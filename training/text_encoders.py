@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .prompt_embeddings import PromptEmbeddings
 
@@ -156,8 +157,10 @@ class TextEncoders:
     def embed(self, prompts: Sequence[str]) -> PromptEmbeddings:
         """Every prompt's conditioning as :class:`PromptEmbeddings` (rows zero-padded to the
         longest; the mask, where the family has one, marks the real tokens; ``encoder``
-        records the family, dtype, length and encoder types)."""
-        rows = [self.encode(prompt) for prompt in prompts]
+        records the family, dtype, length and encoder types). Each row moves to the CPU as
+        soon as it is computed."""
+        rows = [tuple(None if tensor is None else tensor.cpu() for tensor in self.encode(prompt))
+                for prompt in tqdm(prompts, desc="embed-prompts", disable=len(prompts) < 8)]
         for prompt, (embeds, pooled, _) in zip(prompts, rows, strict=True):
             for tensor in (embeds, pooled):
                 if tensor is not None and not bool(torch.isfinite(tensor).all()):
@@ -173,9 +176,7 @@ class TextEncoders:
         encoder = {"family": self.family, "dtype": str(embeds.dtype).removeprefix("torch."),
                    "max_sequence_length": str(self.max_tokens),
                    "model_types": ",".join(model.config.model_type for model in self.encoders)}
-        return PromptEmbeddings(tuple(prompts), embeds.cpu(),
-                                None if pooled is None else pooled.cpu(),
-                                None if mask is None else mask.cpu(), encoder)
+        return PromptEmbeddings(tuple(prompts), embeds, pooled, mask, encoder)
 
 
 def _device(module) -> torch.device:
