@@ -5,6 +5,8 @@
     python -m comfyui_hdr.training evaluate --pred DIR --gt DIR --out DIR
     python -m comfyui_hdr.training train-lora --model DIR --vae DIR --prompt-embeddings F ...
     python -m comfyui_hdr.training transform-analysis --vae DIR [--data EXR_FOLDER]
+    python -m comfyui_hdr.training embed-prompts --family wan --model DIR --data DIR --output F
+    python -m comfyui_hdr.training caption --data DIR --captioner VLM_DIR
     accelerate launch -m comfyui_hdr.training train-vae ...
 
 ``COMMAND --help`` describes each; a command's module is imported only when it runs.
@@ -25,6 +27,8 @@ COMMANDS = {
     "train-lora": ("lora", "train a log-space HDR LoRA (text-to-HDR or SDR-reference)"),
     "transform-analysis": ("transform_analysis",
                            "compare log curves for a frozen VAE (LumiVid Table 1)"),
+    "embed-prompts": ("embed_prompts", "encode prompts with a family's real text encoder(s)"),
+    "caption": ("caption", "write DiffHDR's caption.txt with a local vision-language model"),
 }
 
 

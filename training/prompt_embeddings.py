@@ -26,14 +26,16 @@ class PromptEmbeddings:
     output, zero-padded to one length as diffusers pipelines pad), optional
     ``prompt_embeds_mask`` ``[N, tokens]`` (1 for a real token, 0 for padding, as
     Qwen-Image's pipeline returns it; Qwen-Image training attends to real tokens only),
-    optional ``pooled_prompt_embeds`` ``[N, width2]`` (Flux's CLIP vector) and the
-    prompts in the metadata ``prompts`` (a JSON list).
+    optional ``pooled_prompt_embeds`` ``[N, width2]`` (Flux's CLIP vector), the
+    prompts in the metadata ``prompts`` (a JSON list) and, from ``embed-prompts``, what
+    made them in the metadata ``encoder`` (a JSON object: family, encoder, dtype, length).
     """
 
     prompts: tuple[str, ...]
     prompt_embeds: torch.Tensor
     pooled_prompt_embeds: torch.Tensor | None = None
     prompt_embeds_mask: torch.Tensor | None = None
+    encoder: dict[str, str] | None = None
 
     def __post_init__(self):
         mask = self.prompt_embeds_mask
@@ -61,17 +63,22 @@ class PromptEmbeddings:
                                  "metadata 'prompts'; write it with PromptEmbeddings.save")
             optional = {name: stored.get_tensor(name) if name in stored.keys() else None
                         for name in ("pooled_prompt_embeds", "prompt_embeds_mask")}
+            encoder = json.loads(metadata["encoder"]) if "encoder" in metadata else None
             return cls(tuple(json.loads(metadata["prompts"])),
-                       stored.get_tensor("prompt_embeds"), **optional)
+                       stored.get_tensor("prompt_embeds"), **optional, encoder=encoder)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the embeddings as safetensors, atomically."""
+    def save(self, path: str | Path, overwrite: bool = True) -> Path:
+        """Write the embeddings as safetensors, atomically (an existing file is replaced
+        only with ``overwrite``)."""
         tensors = {name: value.contiguous() for name, value in (
             ("prompt_embeds", self.prompt_embeds),
             ("pooled_prompt_embeds", self.pooled_prompt_embeds),
             ("prompt_embeds_mask", self.prompt_embeds_mask)) if value is not None}
-        with atomic_path(path, overwrite=True) as temporary:
-            save_file(tensors, temporary, metadata={"prompts": json.dumps(self.prompts)})
+        metadata = {"prompts": json.dumps(self.prompts)}
+        if self.encoder is not None:
+            metadata["encoder"] = json.dumps(self.encoder)
+        with atomic_path(path, overwrite=overwrite) as temporary:
+            save_file(tensors, temporary, metadata=metadata)
         return Path(path)
 
     def _rows(self, prompts: Sequence[str]) -> torch.Tensor:
