@@ -1,7 +1,8 @@
 """Every shipped workflow gives the same pixels on every supported bench.
 
 Each API workflow runs in the bench's real server (the tiny models and example inputs of
-``harness.example_inputs``) and every float deliverable it writes (EXR, .npy) is reduced to a
+``harness.example_inputs``) and every HDR deliverable it writes (EXR, .npy, and the HDR
+rendition of an Ultra HDR JPEG) is reduced to a
 digest: shape, finite share, peak and an 8x8 box-mean thumbnail per frame. The golden digests
 were written on ComfyUI 0.33.0 + frontend 1.58.1 (``COMFYUI_HDR_UPDATE_GOLDEN=1`` rewrites
 them there); scripts/test.sh runs this on 0.33.0 + 1.49.6 and 0.3.75 + 1.32.9 as well.
@@ -18,7 +19,7 @@ import pytest
 
 from comfyui_hdr.harness.benches import NEWEST
 from comfyui_hdr.harness.workflow import load_workflow, shipped_workflows
-from comfyui_hdr.hdr import exr
+from comfyui_hdr.hdr import exr, ultrahdr
 
 pytestmark = [pytest.mark.comfy, pytest.mark.smoke]
 
@@ -41,19 +42,26 @@ def _digest(pixels: np.ndarray) -> dict:
             "peak": float(np.abs(finite).max()), "thumbs": thumbs}
 
 
-def _float_outputs(comfy_server, result) -> dict[str, np.ndarray]:
+def _hdr_outputs(comfy_server, result) -> dict[str, np.ndarray]:
+    """Each output node's HDR files, keyed ``node/n`` in the order the node reports them (a
+    file listed under several UI keys counts once)."""
     outputs = {}
     for node, ui in sorted(result.outputs.items()):
-        for key, entries in sorted(ui.items()):
+        paths = []
+        for entries in ui.values():
             for entry in entries if isinstance(entries, list) else []:
-                if not isinstance(entry, dict) or entry.get("type") != "output":
-                    continue
-                path = comfy_server.output_dir / entry.get("subfolder", "") / entry["filename"]
-                name = f"{node}.{key}[{len(outputs)}]"
-                if path.suffix == ".exr":
-                    outputs[name] = exr.read_exr(path).pixels
-                elif path.suffix == ".npy":
-                    outputs[name] = np.load(path, allow_pickle=False)
+                if isinstance(entry, dict) and entry.get("type") == "output":
+                    path = comfy_server.output_dir / entry.get("subfolder", "") / entry["filename"]
+                    if path.suffix in (".exr", ".npy", ".jpg") and path not in paths:
+                        paths.append(path)
+        for position, path in enumerate(paths):
+            if path.suffix == ".exr":
+                pixels = exr.read_exr(path).pixels
+            elif path.suffix == ".npy":
+                pixels = np.load(path, allow_pickle=False)
+            else:  # Ultra HDR: the full HDR rendition it carries
+                pixels = ultrahdr.read_ultrahdr(path).hdr
+            outputs[f"{node}/{position}"] = pixels
     return outputs
 
 
@@ -63,7 +71,7 @@ def _run(comfy_server, comfy_client, name: str) -> dict:
         if "filename_prefix" in node["inputs"]:
             node["inputs"]["filename_prefix"] = f"pixels/{name}"
     result = comfy_client.run(prompt)
-    return {key: _digest(value) for key, value in _float_outputs(comfy_server, result).items()}
+    return {key: _digest(value) for key, value in _hdr_outputs(comfy_server, result).items()}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +83,7 @@ def golden() -> dict:
 def test_the_workflow_gives_the_golden_pixels_on_this_bench(comfy_server, comfy_client,
                                                            workflow_inputs, golden, name):
     digests = _run(comfy_server, comfy_client, name)
-    assert digests, f"{name} wrote no EXR or .npy"
+    assert digests, f"{name} wrote no EXR, .npy or Ultra HDR JPEG"
     if os.environ.get("COMFYUI_HDR_UPDATE_GOLDEN") == "1" and comfy_server.bench == NEWEST:
         golden[name] = digests
         GOLDEN.write_text(json.dumps(golden, indent=0, sort_keys=True) + "\n")
