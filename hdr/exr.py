@@ -35,6 +35,14 @@ import OpenEXR
 import torch
 
 from .atomic import atomic_path
+from .exr_checks import (
+    VERIFIED_CODECS,
+    check_channel_names,
+    colourspace_note,
+    non_finite_message,
+    valid_name,
+    verify_lossy,
+)
 from .gamut import Gamut, get_gamut
 
 COMPRESSIONS: dict[str, OpenEXR.Compression] = {
@@ -44,8 +52,10 @@ COMPRESSIONS: dict[str, OpenEXR.Compression] = {
 }
 """Codecs of this OpenEXR build by lowercase name. Lossless: none, rle, zips, zip, piz, zstd,
 htj2k256, htj2k32. pxr24 rounds float to 24 bits (half is kept exactly); b44/b44a are lossy
-for half only; dwaa/dwab (DCT, level ``dwa_level``) and lj2k are lossy. Readers need OpenEXR
->= 3.4 for htj2k and >= 3.5 for zstd and lj2k (older Nuke, Debian's exrheader cannot)."""
+for half only; dwaa/dwab (DCT, level ``dwa_level``) and lj2k are lossy. Files written with a
+lossy codec are decoded and checked before they are kept (:mod:`.exr_checks`). Readers need
+OpenEXR >= 3.4 for htj2k and >= 3.5 for zstd and lj2k (older Nuke, Debian's exrheader
+cannot)."""
 
 COLOURSPACE_ATTRIBUTE = "oiio:ColorSpace"
 INTEROP_ID_ATTRIBUTE = "colorInteropID"
@@ -67,17 +77,24 @@ DEFAULT_MAX_BYTES = 4 * 2**30
 DEFAULT_MAX_DIMENSION = 2**16
 
 
+class UnreadableExrError(ValueError):
+    """A file that exists but is not a readable OpenEXR file (wrong format, truncated
+    header, unreadable names or permissions)."""
+
+
 @dataclass(frozen=True)
 class Layer:
     """Pixels of one layer, ``[H, W, C]``, with explicit channel names and pixel type.
 
     ``channels`` defaults to Y / YA / RGB / RGBA for 1-4 channels; ``pixel_type`` ('half' or
-    'float') defaults to the file's.
+    'float') defaults to the file's; ``label`` names the pixels in error messages (e.g. the
+    node input they came from).
     """
 
     pixels: Any
     channels: tuple[str, ...] | None = None
     pixel_type: str | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,9 +154,10 @@ def _layer_planes(layers: Any, pixel_type: str, check_finite: bool) -> list[tupl
     planes, shape = [], None
     for name, layer in layers.items():
         layer = layer if isinstance(layer, Layer) else Layer(layer)
-        where = f"layer {name!r}"
-        if not isinstance(name, str) or name.startswith(".") or name.endswith(".") or ".." in name:
-            raise ValueError(f"{where}: layer names are '' or dot-separated words like 'diffuse'")
+        where = f"{layer.label} (layer {name!r})" if layer.label else f"layer {name!r}"
+        if not isinstance(name, str) or name and not valid_name(name):
+            raise ValueError(f"{where}: layer names are '' or dot-separated words of printable "
+                             "ASCII like 'diffuse'")
         kind = layer.pixel_type or pixel_type
         if kind not in PIXEL_TYPES:
             raise ValueError(f"{where}: pixel_type {kind!r} is unknown; use 'half' or 'float'")
@@ -155,18 +173,15 @@ def _layer_planes(layers: Any, pixel_type: str, check_finite: bool) -> list[tupl
         shape = stored.shape[:2]
         channels = tuple(layer.channels or _DEFAULT_CHANNELS.get(stored.shape[2], ()))
         if len(channels) != stored.shape[2] or len(set(channels)) != len(channels) or any(
-                not isinstance(c, str) or not c or "." in c for c in channels):
+                not valid_name(c) or "." in c for c in channels):
             raise ValueError(f"{where} has {stored.shape[2]} channels named {channels}; give "
-                             "one unique name without '.' per channel, e.g. Layer(pixels, "
-                             "channels=('R', 'G', 'B', 'Z'))")
+                             "one unique name (printable ASCII) without '.' per channel, e.g. "
+                             "Layer(pixels, channels=('R', 'G', 'B', 'Z'))")
         if check_finite:  # NaN and Inf are the values whose exponent bits are all ones
             unsigned, exponent = _EXPONENT_BITS[stored.dtype]
-            bad = int(np.count_nonzero((stored.view(unsigned) & exponent) == exponent))
-            if bad:
-                hint = " or values beyond half's 65504 (use pixel_type='float')" * (kind == "half")
-                raise ValueError(f"{where} has {bad} NaN/Inf values{hint}; fix the source or "
-                                 "pass check_finite=False to write them")
-        planes.append((name, channels, stored))
+            if np.count_nonzero((stored.view(unsigned) & exponent) == exponent):
+                raise ValueError(non_finite_message(layer.pixels, kind, where))
+        planes.append((name, channels, stored, where))
     return planes
 
 
@@ -261,7 +276,8 @@ def write_exr(path: str | os.PathLike, layers: Any, *, pixel_type: str = "half",
     multipart
         One part per layer (named after the layer, 'rgba' for the default layer).
     check_finite
-        Raise ``ValueError`` with the count if a stored value is NaN or Inf.
+        Raise ``ValueError`` with the counts if a stored value would be NaN or Inf (NaN/Inf
+        given, or values beyond half's 65504 stored as half).
 
     Returns
     -------
@@ -283,15 +299,21 @@ def write_exr(path: str | os.PathLike, layers: Any, *, pixel_type: str = "half",
                      white_luminance)
     if multipart:
         exr = OpenEXR.File([OpenEXR.Part(dict(header), _channel_dict(name, names, stored, set()),
-                                         name or "rgba") for name, names, stored in planes])
+                                         name or "rgba") for name, names, stored, _ in planes])
     else:
-        taken = {f"{n}.{c}" if n else c for n, names, _ in planes for c in names}
+        taken = {f"{n}.{c}" if n else c for n, names, _, _ in planes for c in names}
         channels: dict[str, np.ndarray] = {}
-        for name, names, stored in planes:
+        for name, names, stored, _ in planes:
             channels.update(_channel_dict(name, names, stored, taken))
         exr = OpenEXR.File(dict(header), channels)
     with atomic_path(path, overwrite=overwrite) as temporary:
         exr.write(str(temporary))
+        if compression in VERIFIED_CODECS:
+            written = {(f"{name}.{c}" if name else c): stored[..., index]
+                       for name, names, stored, _ in planes for index, c in enumerate(names)}
+            where = {(f"{name}.{c}" if name else c): label
+                     for name, names, _, label in planes for c in names}
+            verify_lossy(temporary, written, compression, where)
     return Path(path)
 
 
@@ -327,9 +349,11 @@ def _headers(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist; check the path")
     try:
-        return [part.header for part in OpenEXR.File(str(path), header_only=True).parts]
-    except RuntimeError as error:
-        raise ValueError(f"{path} is not a readable OpenEXR file ({error})") from None
+        headers = [part.header for part in OpenEXR.File(str(path), header_only=True).parts]
+        check_channel_names(path, headers)  # names are decoded (UTF-8) here
+    except (RuntimeError, UnicodeDecodeError) as error:
+        raise UnreadableExrError(f"{path} is not a readable OpenEXR file ({error})") from None
+    return headers
 
 
 def _layer_index(headers: list[dict]) -> dict[str, list[tuple[int, str, str]]]:
@@ -489,15 +513,15 @@ def _read(path: Any, headers: list[dict], layer: str | None, part: int | str | N
     colour = [planes[m[1]] for m in members if m[2] != "A" or len(members) == 1]
     alpha = [planes[m[1]] for m in members if m[2] == "A" and len(members) > 1]
     header_plain = _plain_header(header)
+    colourspace = header_plain.get(COLOURSPACE_ATTRIBUTE, header_plain.get(INTEROP_ID_ATTRIBUTE))
+    colourspace = colourspace_note(header_plain.get("chromaticities"), colourspace, notes)
     return ExrImage(
         pixels=_assemble(colour, dtype, data, display),
         channels=tuple(n for n in names if n != "A" or len(names) == 1),
         alpha=_assemble(alpha, dtype, data, display)[..., 0] if alpha else None,
         layer=layer, layers=layers,
         pixel_types={m[2]: _TYPE_NAMES[planes[m[1]][0].dtype] for m in members},
-        header=header_plain,
-        colourspace=header_plain.get(COLOURSPACE_ATTRIBUTE, header_plain.get(
-            INTEROP_ID_ATTRIBUTE)),
+        header=header_plain, colourspace=colourspace,
         interop_id=header_plain.get(INTEROP_ID_ATTRIBUTE),
         data_window=data, display_window=display, part=number, notes=tuple(notes))
 

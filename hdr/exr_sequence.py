@@ -26,8 +26,8 @@ from .exr import (
     write_exr,
 )
 
-__all__ = ["ExrSequence", "next_free_sequence", "read_exr_sequence", "sequence_paths",
-           "write_exr_sequence"]
+__all__ = ["ExrSequence", "match_sequence", "next_free_sequence", "read_exr_sequence",
+           "sequence_paths", "write_exr_sequence"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class ExrSequence:
     """Frames of an EXR sequence stacked as ``pixels [B, H, W, C]`` (and ``alpha [B, H, W]``).
 
     ``frames`` are the frame numbers read, in order; ``missing`` the numbers absent between
-    the first and the last. ``header`` is the first frame's.
+    the first and the last. ``header``, ``colourspace`` and ``notes`` are the first
+    frame's.
     """
 
     pixels: np.ndarray
@@ -47,6 +48,7 @@ class ExrSequence:
     missing: tuple[int, ...]
     colourspace: str | None
     header: dict[str, Any]
+    notes: tuple[str, ...] = ()
 
 
 def sequence_paths(folder: str | os.PathLike, prefix: str, count: int, *, padding: int = 5,
@@ -106,7 +108,8 @@ def write_exr_sequence(folder: str | os.PathLike, prefix: str, frames: Any, *,
     written: list[Path] = []
     try:
         for index, path in enumerate(paths):
-            frame = {name: Layer(layer.pixels[index], layer.channels, layer.pixel_type)
+            frame = {name: Layer(layer.pixels[index], layer.channels, layer.pixel_type,
+                                 layer.label)
                      for name, layer in layers.items()}
             written.append(write_exr(path, frame, **options))
     except BaseException:
@@ -116,7 +119,14 @@ def write_exr_sequence(folder: str | os.PathLike, prefix: str, frames: Any, *,
     return written
 
 
-def _sequence_files(pattern: str) -> list[tuple[int, Path]]:
+def match_sequence(pattern: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(frame number, path) of every file matching ``pattern``, by frame number.
+
+    ``name_%05d.exr`` and ``name_#####.exr`` match that many digits or more; a glob's frame
+    number is the last number in the matched name. Only the file name is a pattern, the
+    folder is taken literally. Raises ``ValueError`` when nothing matches.
+    """
+    pattern = os.fspath(pattern)
     folder, name = os.path.split(pattern)
     folder = Path(folder or ".")
     field = re.search(r"%(\d*)d|#+", name)
@@ -152,7 +162,7 @@ def read_exr_sequence(pattern: str | os.PathLike, *, layer: str | None = None,
     and ``max_dimension`` before any pixel is read.
     """
     _ensure_threads()
-    files = _sequence_files(os.fspath(pattern))
+    files = match_sequence(pattern)
     headers = [_headers(path) for _, path in files]
     total = sum(_budget(path, header, _select(path, header, layer, part)[1], max_bytes,
                         max_dimension) for (_, path), header in zip(files, headers, strict=True))
@@ -178,4 +188,4 @@ def read_exr_sequence(pattern: str | os.PathLike, *, layer: str | None = None,
     return ExrSequence(pixels=pixels, alpha=alpha, channels=first.channels, layer=first.layer,
                        frames=tuple(numbers), paths=tuple(path for _, path in files),
                        missing=tuple(missing), colourspace=first.colourspace,
-                       header=first.header)
+                       header=first.header, notes=first.notes)

@@ -76,6 +76,37 @@ GAMUT_ALIASES: dict[str, str] = {
 names and aliases of the scene-linear spaces, so a colourspace widget value resolves."""
 
 
+SCENE_LINEAR_COLOURSPACES: dict[str, str] = {
+    "rec709": "Linear Rec.709 (sRGB)", "p3d65": "Linear P3-D65", "rec2020": "Linear Rec.2020",
+    "ap0": "ACES2065-1", "ap1": "ACEScg", "awg3": "Linear ARRI Wide Gamut 3",
+    "awg4": "Linear ARRI Wide Gamut 4",
+}
+"""The OCIO (ACES studio config) name of the scene-linear colourspace of each gamut."""
+
+CHROMATICITY_TOLERANCE = 1e-3
+"""How far (in CIE xy) a file's chromaticities may be from a gamut's and still name it:
+covers float32 storage and the 4- vs 5-digit D65 some writers use (0.3127, 0.329 vs 0.31271,
+0.32902); the closest two gamuts here differ by 0.04."""
+
+
+def match_chromaticities(chromaticities, tolerance: float = CHROMATICITY_TOLERANCE
+                         ) -> Gamut | None:
+    """The gamut whose red, green, blue and white xy are ``chromaticities`` (8 numbers, as
+    OpenEXR's ``chromaticities`` attribute stores them), or None.
+
+    >>> match_chromaticities((0.708, 0.292, 0.17, 0.797, 0.131, 0.046, 0.3127, 0.329)).name
+    'rec2020'
+    """
+    values = np.asarray(chromaticities, dtype=np.float64).ravel()
+    if values.shape != (8,):
+        return None
+    for gamut in GAMUTS.values():
+        expected = np.array([*gamut.red, *gamut.green, *gamut.blue, *gamut.white])
+        if np.abs(values - expected).max() <= tolerance:
+            return gamut
+    return None
+
+
 @dataclass(frozen=True)
 class _ConeResponses:
     """XYZ -> cone-like responses of the von Kries chromatic adaptation transforms."""

@@ -39,8 +39,10 @@ def require_image(image, input_name: str = "image", node: str = "", *,
                          "is needed: split other layers off before this node")
     if not image.is_floating_point():
         raise ValueError(f"{where}{input_name} has dtype {image.dtype}; a float IMAGE is needed")
-    bad = ~torch.isfinite(image) if finite else None
-    if bad is not None and bool(bad.any()):
+    # min and max propagate NaN and hold any Inf: one pass, no mask, for the common case.
+    if finite and image.numel() and not bool(torch.stack(torch.aminmax(image.detach()))
+                                             .isfinite().all()):
+        bad = ~torch.isfinite(image)
         nan = int(torch.isnan(image).sum())
         inf = int(bad.sum()) - nan
         raise ValueError(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hdr.preview import float_proxy, sdr_picture, srgb_picture
+from ..hdr.preview import float_proxy, sdr_picture, srgb_picture_of_proxy
 
 MAX_EDGE = 1024
 """Long edge of a single frame's proxy (pixels)."""
@@ -55,7 +55,7 @@ def hdr_view(scene_linear: torch.Tensor, display: torch.Tensor | None = None, *,
     pictures = []
     for index, proxy in enumerate(proxies):
         if display is None:
-            picture = srgb_picture(torch.from_numpy(proxy.astype(np.float32)))
+            picture = srgb_picture_of_proxy(proxy)
         else:
             picture = sdr_picture(display[index])
             if picture.shape[:2] != (height, width):

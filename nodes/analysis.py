@@ -40,7 +40,10 @@ class HDRStats:
     OUTPUT_NODE = True
     FUNCTION = "measure"
     DESCRIPTION = ("Shows the image's peak, percentiles, stops above diffuse white and the share "
-                   "of pixels above 1.0 in the node, and outputs the same text.")
+                   "of pixels above 1.0 in the node, and outputs the same text. Peak, shares and "
+                   "NaN/Inf counts are exact; above 1,048,576 pixels the percentiles come from "
+                   "262,144 sampled pixels (rank within 0.49 percentage points at the median, "
+                   "0.1 at 1% and 99%, 0.03 at 99.9%; the text says so).")
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..hdr import alpha as alpha_ops
 from ..hdr import exposure, exr, exr_sequence, gamut, ocio
 from ._common import CATEGORY_IO, output_path_for, require_image
+from ._input_paths import ALLOW_LIST_KEY, allowed_roots, confine, fingerprint, unreadable
 from ._preview import hdr_view
 from .ocio_nodes import colourspace_input
 
@@ -45,13 +48,19 @@ class HDRSaveEXR:
     OUTPUT_NODE = True
     FUNCTION = "save"
     DESCRIPTION = ("Writes scene-linear OpenEXR files (half or float, any codec), one per frame, "
-                   "with extra layers, alpha, colourspace/chromaticities and the ComfyUI "
-                   "workflow in the header. Never clamps; never overwrites unless asked.")
+                   "with extra layers, premultiplied alpha, colourspace/chromaticities and the "
+                   "ComfyUI workflow in the header. Never clamps: a value the file could not "
+                   "hold (NaN/Inf, beyond half's 65504, or changed by a lossy codec beyond "
+                   "its quantisation) stops the save with the fix; never overwrites unless "
+                   "asked.")
 
     @classmethod
     def INPUT_TYPES(cls):
         optional = {
-            "mask": ("MASK", {"tooltip": "Optional alpha (coverage, 1 = opaque) stored as A."}),
+            "mask": ("MASK", {"tooltip": (
+                "Optional coverage as a ComfyUI MASK, core's polarity: 1 = transparent, "
+                "0 = opaque (Load Image's MASK, Join Image with Alpha). Stored as "
+                "A = 1 - mask.")}),
             "layer_name": ("STRING", {"default": "", "tooltip": (
                 "Layer name of the main image ('' = the default R,G,B channels; 'linear' "
                 "gives linear.R, linear.G, ...).")}),
@@ -77,6 +86,11 @@ class HDRSaveEXR:
                                 "tooltip": "Digits in the frame number (5 -> 00001)."}),
             "metadata": ("STRING", {"default": "", "multiline": True, "tooltip": (
                 "Extra header attributes, one 'key=value' per line (e.g. shot=010).")}),
+            "premultiply": ("BOOLEAN", {"default": True, "tooltip": (
+                "On: R, G, B are multiplied by alpha before writing, because EXR stores "
+                "premultiplied colour (Nuke, Blender, OIIO read it so) and ComfyUI images are "
+                "straight. Off: the images are already premultiplied. Only matters for a "
+                "layer with alpha (the mask, or a 4th channel).")}),
         })
         return {
             "required": {
@@ -86,9 +100,14 @@ class HDRSaveEXR:
                     "Name inside ComfyUI's output folder (subfolders allowed); frames are "
                     "named <prefix>_00001_.exr.")}),
                 "pixel_type": (["half", "float"], {"default": "half", "tooltip": (
-                    "half: 16-bit float (max 65504, the VFX norm); float: 32-bit.")}),
+                    "half: 16-bit float (largest 65504, the VFX norm); float: 32-bit. Values "
+                    "half cannot hold are refused with their count, never clipped.")}),
                 "compression": (COMPRESSIONS, {"default": "zip", "tooltip": (
-                    "EXR codec: zip/piz/zips/rle/none are lossless; dwaa/dwab/b44/pxr24 lossy.")}),
+                    "EXR codec: zip/piz/zips/rle/zstd/htj2k/none are lossless; dwaa/dwab/b44/"
+                    "b44a/pxr24/lj2k lossy. A lossy file is decoded before it is kept: a value "
+                    "turned NaN/Inf or a channel peak moved by over half a stop is refused "
+                    "with the fix (DWA codes R, G, B as half even at float: values above "
+                    "65504 would come back as 65248); normal quantisation passes.")}),
                 "colourspace": colourspace_input(
                     "OCIO colourspace of the images, written into the header (with its "
                     "chromaticities when it is a known scene-linear gamut)."),
@@ -101,14 +120,10 @@ class HDRSaveEXR:
 
     def save(self, images, filename_prefix, pixel_type, compression, colourspace, overwrite,
              mask=None, layer_name="", multipart=False, dwa_level=45.0, start_frame=-1,
-             padding=5, metadata="", prompt=None, extra_pnginfo=None, **extra):
+             padding=5, metadata="", premultiply=True, prompt=None, extra_pnginfo=None,
+             **extra):
         images = require_image(images, "images", "Save EXR")
-        layers = {layer_name.strip(): images}
-        if mask is not None:
-            if tuple(mask.shape) != tuple(images.shape[:3]):
-                raise ValueError(f"mask has shape {tuple(mask.shape)} but images are "
-                                 f"{tuple(images.shape[:3])}; resize the mask to match")
-            layers[layer_name.strip()] = torch.cat([images[..., :3], mask[..., None]], dim=-1)
+        layers = {layer_name.strip(): _with_alpha(images, mask, premultiply, "images")}
         for index in range(1, EXTRA_LAYERS + 1):
             layer = extra.get(f"extra_layer_{index}")
             if layer is None:
@@ -119,7 +134,7 @@ class HDRSaveEXR:
                 raise ValueError(f"extra_layer_{index} ({name!r}, shape {tuple(layer.shape)}) "
                                  f"must match images {tuple(images.shape)} and have a unique "
                                  "name")
-            layers[name] = layer
+            layers[name] = _with_alpha(layer, None, premultiply, f"extra_layer_{index}")
         attributes = _metadata_lines(metadata)
         if prompt is not None:
             attributes["comfyui:prompt"] = json.dumps(prompt)
@@ -127,21 +142,61 @@ class HDRSaveEXR:
             attributes[f"comfyui:{key}"] = json.dumps(value)
         folder, stem, _, subfolder = output_path_for(filename_prefix, images.shape[2],
                                                      images.shape[1])
-        paths = exr_sequence.write_exr_sequence(
-            folder, stem, {name: layer.cpu().numpy() for name, layer in layers.items()},
-            start_frame=None if start_frame < 0 else start_frame, padding=padding,
-            pixel_type=pixel_type, compression=compression,
-            dwa_level=dwa_level if compression.startswith("dwa") else None,
-            metadata=attributes, colourspace=colourspace, gamut=_gamut_of(colourspace),
-            interop_id=_interop_id(colourspace),
-            multipart=multipart, overwrite=overwrite)
+        # Statistics and the viewer's proxy are computed while OpenEXR writes (its write
+        # releases the GIL), so the node costs about what the write costs.
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            report = worker.submit(_report, images, colourspace, torch.is_inference_mode_enabled())
+            paths = exr_sequence.write_exr_sequence(
+                folder, stem, layers, start_frame=None if start_frame < 0 else start_frame,
+                padding=padding, pixel_type=pixel_type, compression=compression,
+                dwa_level=dwa_level if compression.startswith("dwa") else None,
+                metadata=attributes, colourspace=colourspace, gamut=_gamut_of(colourspace),
+                interop_id=_interop_id(colourspace),
+                multipart=multipart, overwrite=overwrite)
+            stats, view = report.result()
         files = [{"filename": path.name, "subfolder": subfolder, "type": "output"}
                  for path in paths]
-        stats = exposure.hdr_stats(images, gamut=_gamut_of(colourspace) or "rec709")
         text = f"wrote {len(paths)} EXR: {paths[0].name}" + (
             f" .. {paths[-1].name}" if len(paths) > 1 else "") + "\n" + stats.as_text()
-        return {"ui": {"exr_files": files, "text": [text],
-                       **hdr_view(images, colourspace=colourspace, label="Save EXR")}}
+        return {"ui": {"exr_files": files, "text": [text], **view}}
+
+
+def _with_alpha(image: torch.Tensor, mask: torch.Tensor | None, premultiply: bool,
+                label: str) -> exr.Layer:
+    """An IMAGE (and core-polarity MASK) as the layer to write: RGB, or RGBA with colour
+    premultiplied by alpha when asked. Alpha is the mask if given, else a 4th channel."""
+    if mask is not None:
+        coverage = alpha_ops.alpha_from_mask(_fit_mask(mask, image).to(image.dtype), "mask")
+        label = f"{label} + mask"
+    elif image.shape[-1] == 4:
+        coverage = image[..., 3]
+    else:
+        return exr.Layer(image.cpu().numpy(), label=label)
+    rgb = alpha_ops.premultiply(image[..., :3], coverage) if premultiply else image[..., :3]
+    return exr.Layer(torch.cat([rgb, coverage[..., None]], dim=-1).cpu().numpy(), label=label)
+
+
+def _fit_mask(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """``mask`` as [B, H, W] of ``image``: a single mask serves every frame, and a constant
+    one any size (Load Image gives a 64x64 zero mask for a picture without alpha)."""
+    mask = mask[None] if mask.ndim == 2 else mask
+    if mask.ndim == 3 and mask.shape[1:] != image.shape[1:3] and mask.numel() and bool(
+            (mask == mask.flatten()[0]).all()):
+        mask = mask.flatten()[0].expand(mask.shape[0], *image.shape[1:3])
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask.expand(image.shape[0], -1, -1)
+    if tuple(mask.shape) != tuple(image.shape[:3]):
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but images are "
+                         f"{tuple(image.shape[:3])}; resize the mask to match (a single mask, "
+                         "or a constant one, is used for every frame)")
+    return mask.to(image.device)
+
+
+def _report(images: torch.Tensor, colourspace: str, inference: bool) -> tuple:
+    """The node's statistics and the viewer's message (run beside the write)."""
+    with torch.inference_mode(inference):
+        stats = exposure.hdr_stats(images, gamut=_gamut_of(colourspace) or "rec709")
+        return stats, hdr_view(images, colourspace=colourspace, label="Save EXR")
 
 
 def _interop_id(colourspace: str) -> str | None:
@@ -169,13 +224,33 @@ def _to_image(pixels: np.ndarray, channels: tuple[str, ...], source: str) -> tor
     return torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
 
 
+def _matched_files(target: Path) -> list[Path]:
+    """The files a confined name stands for; FileNotFoundError when there are none."""
+    if _SEQUENCE_PATTERN.search(target.name):
+        try:
+            return [path for _, path in exr_sequence.match_sequence(target)]
+        except ValueError:
+            raise FileNotFoundError(target) from None
+    if not target.is_file():
+        raise FileNotFoundError(target)
+    return [target]
+
+
 class HDRLoadEXR:
     CATEGORY = CATEGORY_IO
     RETURN_TYPES = ("IMAGE", "MASK", "STRING")
-    RETURN_NAMES = ("image", "alpha", "header")
+    RETURN_NAMES = ("image", "mask", "header")
+    OUTPUT_TOOLTIPS = (
+        "Scene-linear RGB, values as stored (divided by alpha with 'unpremultiply').",
+        "Coverage as a ComfyUI MASK, core's polarity: 1 - alpha (0 = opaque); all zeros "
+        "(opaque) when the file has no alpha.",
+        "The header as JSON: attributes, colourspace (the file's, or the one its "
+        "chromaticities name) and notes.")
     FUNCTION = "load"
-    DESCRIPTION = ("Reads an OpenEXR file or sequence as scene-linear IMAGE (values unchanged), "
-                   "its alpha as MASK (1 = opaque) and its header as text.")
+    DESCRIPTION = ("Reads an OpenEXR file or sequence from ComfyUI's input folder (or a folder "
+                   f"listed under '{ALLOW_LIST_KEY}' in extra_model_paths.yaml) as a "
+                   "scene-linear IMAGE, its alpha as a core-polarity MASK (1 - alpha) and its "
+                   "header as text.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -186,55 +261,64 @@ class HDRLoadEXR:
             },
             "optional": {
                 "path": ("STRING", {"default": "", "tooltip": (
-                    "A file or sequence pattern, relative to ComfyUI's input folder or an "
-                    "absolute path you name yourself: plates/shot_%05d.exr, shot_#####.exr "
-                    "or a glob like shot_*.exr.")}),
+                    "A file or sequence pattern relative to ComfyUI's input folder "
+                    "(plates/shot_%05d.exr, shot_#####.exr or a glob like shot_*.exr), or an "
+                    f"absolute path inside a folder listed under '{ALLOW_LIST_KEY}' in "
+                    "extra_model_paths.yaml; '..' and other folders are refused.")}),
                 "layer": ("STRING", {"default": "", "tooltip": (
                     "Layer to read ('' = the default RGB layer, else e.g. 'tonemapped'); an "
                     "unknown name lists the file's layers.")}),
+                "unpremultiply": ("BOOLEAN", {"default": True, "tooltip": (
+                    "On: R, G, B are divided by alpha where alpha > 0, since EXR stores "
+                    "premultiplied colour and ComfyUI images are straight (Save EXR "
+                    "premultiplies again); pixels with alpha 0 keep their colour. Off: values "
+                    "exactly as stored. Files without alpha are unchanged either way.")}),
             },
         }
 
     @classmethod
-    def IS_CHANGED(cls, file, path="", layer=""):
-        target = cls._target(file, path)
-        pattern = str(target)
-        return pattern if _SEQUENCE_PATTERN.search(Path(pattern).name) else (
-            target.stat().st_mtime_ns if target.exists() else pattern)
+    def IS_CHANGED(cls, file, path="", layer="", unpremultiply=True):
+        try:  # names, sizes and times of every matched file: re-rendered frames are re-read
+            return fingerprint(_matched_files(cls._target(file, path)))
+        except (OSError, ValueError):
+            return float("nan")  # never equal: load runs and reports the problem
 
     @staticmethod
     def _target(file: str, path: str) -> Path:
-        import folder_paths
-
         if path.strip():
-            named = Path(path.strip()).expanduser()
-            return named if named.is_absolute() else \
-                Path(folder_paths.get_input_directory()) / named
+            return confine(path, allowed_roots(), "path")
         if not file:
             raise ValueError("file is empty and no path is given; put an .exr in ComfyUI's "
                              "input folder or type a path")
-        return Path(folder_paths.get_annotated_filepath(file))
+        return confine(file, allowed_roots()[:1], "file")
 
-    def load(self, file, path="", layer=""):
+    def load(self, file, path="", layer="", unpremultiply=True):
         target = self._target(file, path)
+        shown = path.strip() or file
+        try:
+            for found in _matched_files(target):
+                exr.list_layers(found)
+        except (OSError, exr.UnreadableExrError):
+            raise unreadable(shown) from None
         layer_name = layer.strip() or None
         if _SEQUENCE_PATTERN.search(target.name):
-            sequence = exr_sequence.read_exr_sequence(target, layer=layer_name)
-            pixels, alpha, channels = sequence.pixels, sequence.alpha, sequence.channels
-            header = {"frames": list(sequence.frames), "missing": list(sequence.missing)}
+            image = exr_sequence.read_exr_sequence(target, layer=layer_name)
+            pixels, alpha = image.pixels, image.alpha
+            header = {"frames": list(image.frames), "missing": list(image.missing)}
         else:
-            if not target.is_file():
-                raise ValueError(f"path {target} does not exist; check the name or use a "
-                                 "pattern like shot_%05d.exr for a sequence")
             image = exr.read_exr(target, layer=layer_name)
-            pixels, alpha, channels = image.pixels[None], image.alpha, image.channels
-            alpha = None if alpha is None else alpha[None]
-            header = {"header": image.header, "colourspace": image.colourspace,
-                      "notes": list(image.notes)}
-        rgb = _to_image(pixels, channels, target.name)
-        mask = (torch.ones(rgb.shape[:3]) if alpha is None
-                else torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32)))
-        return (rgb, mask, json.dumps(header, indent=1, default=str))
+            pixels = image.pixels[None]
+            alpha = None if image.alpha is None else image.alpha[None]
+            header = {"header": image.header}
+        header.update(colourspace=image.colourspace, notes=list(image.notes))
+        rgb = _to_image(pixels, image.channels, target.name)
+        if alpha is None:
+            return (rgb, torch.zeros(rgb.shape[:3]), json.dumps(header, indent=1, default=str))
+        coverage = torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32))
+        if unpremultiply:
+            rgb = alpha_ops.unpremultiply(rgb, coverage)
+        return (rgb, alpha_ops.mask_from_alpha(coverage),
+                json.dumps(header, indent=1, default=str))
 
 
 NODE_CLASS_MAPPINGS = {"HDRSaveEXR": HDRSaveEXR, "HDRLoadEXR": HDRLoadEXR}

@@ -113,3 +113,30 @@ def test_unknown_view_lists_the_valid_ones(comfy_server, comfy_client):
     with pytest.raises(Exception, match="valid views") as error:
         comfy_client.run(prompt)
     assert "ACES 2.0 - SDR 100 nits (Rec.709)" in str(error.value)
+
+
+def test_load_image_mask_into_save_exr_keeps_coverage_premultiplied(comfy_server, comfy_client):
+    from PIL import Image
+
+    # A straight-alpha PNG: colour everywhere, coverage from 0 (left) to 1 (right).
+    rng = np.random.default_rng(15)
+    rgb = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    coverage = np.tile(np.linspace(0, 255, 16).round().astype(np.uint8), (8, 1))
+    Image.fromarray(np.dstack([rgb, coverage]), "RGBA").save(comfy_server.input_dir / "cut.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "cut.png"}},
+        "2": {"class_type": "HDRSaveEXR", "inputs": {
+            "images": ["1", 0], "mask": ["1", 1], "filename_prefix": "test/coverage",
+            "pixel_type": "float", "compression": "zip", "colourspace": "Linear Rec.709 (sRGB)",
+            "overwrite": False}},
+    }
+    (path,) = _exr_paths(comfy_server, comfy_client.run(prompt).outputs, "2")
+    image = exr.read_exr(path)
+    # Load Image's MASK is 1 - A/255 (core polarity); Save EXR stores A = 1 - mask: the
+    # PNG's coverage, to float32 rounding of the two subtractions.
+    alpha = coverage.astype(np.float32) / 255
+    np.testing.assert_allclose(image.alpha, alpha, rtol=0, atol=2**-24)
+    # EXR colour is premultiplied: Load Image's straight colour times that alpha.
+    np.testing.assert_allclose(image.pixels, rgb.astype(np.float32) / 255 * alpha[..., None],
+                               rtol=2**-22, atol=0)
+    assert image.pixels[:, 0].max() == 0  # fully transparent column adds no light

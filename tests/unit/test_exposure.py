@@ -101,6 +101,7 @@ def test_hdr_stats_match_numpy_closed_forms(diffuse_white):
     stats = exposure.hdr_stats(torch.from_numpy(image), diffuse_white=diffuse_white)
     expected = _reference_stats(image, REC709_Y, diffuse_white)
     ours = stats.as_dict()
+    assert ours.pop("percentile_samples") is None  # this small image: exact percentiles
     assert ours.keys() == expected.keys()
     for key, value in expected.items():
         # float64 on both sides; weights differ from colour-science's by < 1e-15.
@@ -139,3 +140,54 @@ def test_hdr_stats_rejects_bad_input():
         exposure.hdr_stats(np.zeros((4, 4, 1)))
     with pytest.raises(ValueError, match="diffuse_white must be > 0"):
         exposure.hdr_stats(np.zeros((4, 4, 3)), diffuse_white=0)
+
+
+def _large_images() -> dict[str, np.ndarray]:
+    """Over EXACT_PIXELS pixels each: natural light, heavy tails, and patterns a strided
+    sample would alias (1-pixel stripes every 3rd and 4th column, a checkerboard)."""
+    rng = np.random.default_rng(15)
+    height, width = 1080, 1024  # 1,105,920 pixels
+    natural = rng.lognormal(-1.7, 2.0, (height, width, 3)).astype(np.float32)
+    natural[..., 1] -= 0.05  # a few negatives, as wide-gamut conversions give
+    stripes = np.full((height, width, 3), 0.18, np.float32)
+    stripes[:, ::3] = 40.0
+    stripes[:, 1::4] = 1e4
+    checker = np.where((np.indices((height, width)).sum(0) % 2)[..., None] == 0,
+                       np.float32(0.05), np.float32(3.0)) * np.ones(3, np.float32)
+    return {"natural": natural, "stripes": stripes, "checker": checker.astype(np.float32)}
+
+
+@pytest.mark.parametrize("name", ["natural", "stripes", "checker"])
+@pytest.mark.parametrize("gamut_name", ["rec709", "ap0"])  # AP0 has a negative weight
+def test_large_image_stats_exact_where_stated_and_percentiles_within_tolerance(name,
+                                                                                gamut_name):
+    image = _large_images()[name]
+    stats = exposure.hdr_stats(torch.from_numpy(image)[None], gamut=gamut_name)
+    exact = _reference_stats(image, gamut.luminance_weights(gamut_name), 1.0)
+    assert stats.percentile_samples == exposure.PERCENTILE_SAMPLES
+    # Exact: the float64 peak (recomputed on every candidate pixel), channel extremes,
+    # shares and counts.
+    for key in ("peak_luminance", "peak_channel", "min_channel", "peak_stops",
+                "share_above_diffuse_white", "share_negative", "nan_pixels", "inf_pixels"):
+        assert stats.as_dict()[key] == exact[key], key
+    # Mean and minimum from float32 luminances: within 2**-21 of the largest |w . c| term.
+    scale = np.abs(image.reshape(-1, 3)).max() * np.abs(gamut.luminance_weights(gamut_name)).sum()
+    assert abs(stats.mean_luminance - exact["mean_luminance"]) <= 2**-21 * scale
+    assert abs(stats.min_luminance - exact["min_luminance"]) <= 2**-21 * scale
+    # Percentiles: between numpy's exact percentiles at p -/+ the stated rank tolerance.
+    lum = image.reshape(-1, 3).astype(np.float64) @ gamut.luminance_weights(gamut_name)
+    for percentile, ours in zip([1, 50, 99, 99.9], [stats.luminance_p1, stats.luminance_p50,
+                                                     stats.luminance_p99,
+                                                     stats.luminance_p99_9], strict=True):
+        tolerance = exposure.percentile_rank_tolerance(percentile)
+        low, high = np.percentile(lum, [percentile - tolerance, percentile + tolerance])
+        # (the sampled luminances are float32: 2**-22 relative slack)
+        assert low - 2**-22 * abs(low) <= ours <= high + 2**-22 * abs(high), percentile
+    assert "sampled pixels, rank within 0.49 pt" in stats.as_text().splitlines()[1]
+
+
+def test_large_image_with_nan_falls_back_to_exact_counts():
+    image = _large_images()["natural"]
+    image[3, 4, 1], image[5, 6] = np.nan, np.inf
+    stats = exposure.hdr_stats(image[None])
+    assert (stats.nan_pixels, stats.inf_pixels, stats.percentile_samples) == (1, 1, None)
