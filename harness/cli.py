@@ -30,6 +30,11 @@ from .workflow import WorkflowError, parse_override
 
 DEFAULT_SERVER = os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_TIMEOUT, EXIT_DISCONNECTED = 1, 2, 3, 4, 5
+EXIT_STATUS = ((WorkflowError, EXIT_BAD_INPUT), (ComfyTimeout, EXIT_TIMEOUT),
+               (ComfyDisconnected, EXIT_DISCONNECTED), (ComfyUnreachable, EXIT_UNREACHABLE),
+               (ComfyError, EXIT_FAILED))
+"""The exit status of each kind of failure, most specific first (ComfyInterrupted is a
+ComfyError: 1)."""
 
 
 class ProgressLine:
@@ -164,21 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except WorkflowError as error:
+    except (WorkflowError, ComfyError) as error:
         _report(args.command, error)
-        return EXIT_BAD_INPUT
-    except ComfyTimeout as error:
-        _report(args.command, error)
-        return EXIT_TIMEOUT
-    except ComfyDisconnected as error:
-        _report(args.command, error)
-        return EXIT_DISCONNECTED
-    except ComfyUnreachable as error:
-        _report(args.command, error)
-        return EXIT_UNREACHABLE
-    except ComfyError as error:
-        _report(args.command, error)
-        return EXIT_FAILED
+        return next(code for kind, code in EXIT_STATUS if isinstance(error, kind))
     except KeyboardInterrupt:
         _report(args.command, "interrupted (the server may still run the queued prompt)")
         return 130

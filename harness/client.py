@@ -44,9 +44,10 @@ class ComfyDisconnected(ComfyError):
     """The server closed the connection, or stopped answering, while the run was going on."""
 
 
-LIVENESS_INTERVAL = 2.0
+LIVENESS_INTERVAL = 5.0
 """Seconds without an event of the run after which the client asks ``GET /queue`` whether
-the prompt is still queued or running (and the server still answering)."""
+the prompt is still queued or running (and the server still answering). ``/queue`` lists
+every queued prompt in full, so waiting clients ask it rarely."""
 LIVENESS_TIMEOUT = 30.0
 """Seconds the server has to answer that question before the run counts as disconnected."""
 
