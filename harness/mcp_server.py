@@ -1,12 +1,13 @@
 """An MCP server (stdio) that lets a coding agent make and inspect scene-linear HDR images.
 
-    comfyui-hdr mcp --server http://127.0.0.1:8188 [--out DIR]
+    comfyui-hdr mcp --server http://127.0.0.1:8188 [--out DIR] [--timeout SECONDS]
 
 Tools: ``list_workflows`` (the shipped graphs), ``generate_hdr`` (queue one on the running
 ComfyUI through :func:`.queue.queue_workflow`, return the downloaded files with their HDR
 statistics), ``hdr_stats`` (statistics of an EXR or ``.npy``) and ``convert`` (a transfer
 curve and/or a gamut conversion, written to a new EXR beside the source). Images never pass
-through the protocol: tools exchange file paths and numbers.
+through the protocol: tools exchange file paths and numbers. A run that fails, is
+interrupted, times out or loses its server comes back as a tool error with the reason.
 """
 
 from __future__ import annotations
@@ -123,8 +124,9 @@ def convert_file(path: str | Path, curve: str | None = None,
     return [exr.write_exr(path.parent / f"{stem}.exr", frame, **options)]
 
 
-def build_server(server: str, out_dir: str | Path) -> MCPServer:
-    """The MCP server, its tools bound to the ComfyUI at ``server`` and the folder ``out_dir``."""
+def build_server(server: str, out_dir: str | Path, timeout: float | None = None) -> MCPServer:
+    """The MCP server, its tools bound to the ComfyUI at ``server`` and the folder ``out_dir``;
+    ``timeout`` is generate_hdr's default time limit in seconds (None: no limit)."""
     app = MCPServer("comfyui-hdr", instructions=INSTRUCTIONS)
     out_dir = Path(out_dir).resolve()
 
@@ -140,11 +142,15 @@ def build_server(server: str, out_dir: str | Path) -> MCPServer:
 
     @app.tool()
     @_anticipated
-    def generate_hdr(workflow: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    def generate_hdr(workflow: str, overrides: dict[str, Any] | None = None,
+                     timeout_seconds: float | None = None) -> dict[str, Any]:
         """Run a workflow (a shipped name or a UI/API JSON path) on ComfyUI and return every
         downloaded file, with HDR statistics (peak, stops above diffuse white...) for EXR and
-        .npy outputs. overrides: {"NODE.INPUT": value}, NODE a node id or title."""
-        result = queue_workflow(workflow, server, overrides or {}, out_dir)
+        .npy outputs. overrides: {"NODE.INPUT": value}, NODE a node id or title.
+        timeout_seconds: the longest the run may take (it is cancelled past it); default the
+        server's --timeout."""
+        limit = timeout if timeout_seconds is None else timeout_seconds
+        result = queue_workflow(workflow, server, overrides or {}, out_dir, timeout=limit)
         files = [{"path": str(path.resolve()),
                   **({"stats": file_stats(path)} if path.suffix.lower() in HDR_SUFFIXES
                      else {})} for path in result.files]
@@ -170,6 +176,6 @@ def build_server(server: str, out_dir: str | Path) -> MCPServer:
     return app
 
 
-def serve(server: str, out_dir: str | Path) -> None:
+def serve(server: str, out_dir: str | Path, timeout: float | None = None) -> None:
     """Serve the tools over stdio until the client closes the connection."""
-    build_server(server, out_dir).run("stdio")
+    build_server(server, out_dir, timeout).run("stdio")

@@ -119,7 +119,7 @@ def queue_workflow(workflow: str | os.PathLike | Mapping, server: str,
                    overrides: Mapping[str, Any] | None = None,
                    out_dir: str | os.PathLike = DEFAULT_OUT, *, previews: bool = False,
                    on_event: Callable[[dict], None] | None = None,
-                   timeout: float = 600.0) -> QueueResult:
+                   timeout: float | None = None) -> QueueResult:
     """Queue a workflow on the ComfyUI at ``server``, wait for it, download its outputs.
 
     Parameters
@@ -138,19 +138,24 @@ def queue_workflow(workflow: str | os.PathLike | Mapping, server: str,
     on_event
         Called first with ``{"type": "prompt", "data": {"prompt": <the API prompt>}}``, then
         with each websocket event of the run (for a progress display).
+    timeout
+        Seconds the run may take from queueing to its end (None: no limit); past it the
+        prompt is cancelled on the server and ComfyTimeout raised.
 
     Returns
     -------
     QueueResult
         Raises WorkflowError for a bad workflow, override or folder, ComfyUnreachable when no
-        server answers, and ComfyError with the server's text when it refuses or fails.
+        server answers, ComfyError with the server's text when it refuses or fails,
+        ComfyInterrupted when the run is interrupted or deleted from the queue, ComfyTimeout
+        past ``timeout`` and ComfyDisconnected when the server goes away mid-run.
     """
     out_dir = check_writable(Path(out_dir))
-    client = ComfyClient(server, timeout=timeout)
+    client = ComfyClient(server)
     prompt, extra = prepare_prompt(workflow, client.object_info(), overrides)
     if on_event is not None:
         on_event({"type": "prompt", "data": {"prompt": prompt}})
-    run = client.run(prompt, extra, on_event)
+    run = client.run(prompt, extra, on_event, timeout=timeout)
     files = download_outputs(client, run.outputs, out_dir, previews)
     return QueueResult(run.prompt_id, prompt, run.outputs, files, run.events)
 

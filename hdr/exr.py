@@ -335,8 +335,11 @@ def _plain(value: Any) -> Any:
 
 def _plain_header(header: dict[str, Any]) -> dict[str, Any]:
     plain = {key: _plain(value) for key, value in header.items()}
-    if "chromaticities" in plain:  # float32 in the file: show its shortest decimal
-        plain["chromaticities"] = tuple(float(str(np.float32(v))) for v in plain["chromaticities"])
+    chromaticities = plain.get("chromaticities")
+    # float32 in the file: show its shortest decimal (an attribute of another type under
+    # this name is kept as it is, as OpenEXR itself ignores it)
+    if isinstance(chromaticities, tuple) and all(isinstance(v, float) for v in chromaticities):
+        plain["chromaticities"] = tuple(float(str(np.float32(v))) for v in chromaticities)
     return plain
 
 
@@ -350,9 +353,12 @@ def _headers(path: str | os.PathLike) -> list[dict[str, Any]]:
         raise FileNotFoundError(f"{path} does not exist; check the path")
     try:
         headers = [part.header for part in OpenEXR.File(str(path), header_only=True).parts]
-        check_channel_names(path, headers)  # names are decoded (UTF-8) here
-    except (RuntimeError, UnicodeDecodeError) as error:
+        for header in headers:  # the bindings decode text lazily: decode all of it here
+            _plain_header(header)
+            [channel.name for channel in header["channels"]]
+    except (RuntimeError, ValueError) as error:  # ValueError: e.g. text that is not UTF-8
         raise UnreadableExrError(f"{path} is not a readable OpenEXR file ({error})") from None
+    check_channel_names(path, headers)
     return headers
 
 

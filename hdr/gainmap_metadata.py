@@ -4,7 +4,9 @@ A gain map turns a base rendition (usually SDR) into an alternate rendition (usu
 for any display between them. :class:`GainMapMetadata` holds every field ISO 21496-1
 defines; :func:`to_iso_box`/:func:`from_iso_box` write and read the standard's binary
 ``GainMapMetadata()`` syntax, and :func:`to_xmp`/:func:`from_xmp` the Adobe Gain Map
-XMP that Ultra HDR JPEGs carry beside it. Pure Python: no torch needed.
+XMP that Ultra HDR JPEGs carry beside it. Pure Python: no torch needed. XMP comes from
+files anyone can upload, so it is parsed with ``defusedxml`` with DTDs refused (no entity
+expansion, no external references: XMP packets never carry a DTD).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as parse_untrusted_xml
 
 PER_CHANNEL_FIELDS = ("gain_map_min", "gain_map_max", "gamma", "base_offset", "alternate_offset")
 
@@ -383,9 +388,12 @@ def from_xmp(xmp: str) -> GainMapMetadata:
     (2.0,)
     """
     try:
-        root = ElementTree.fromstring(xmp)
+        root = parse_untrusted_xml(xmp, forbid_dtd=True)
     except ElementTree.ParseError as error:
-        raise ValueError(f"xmp is not well-formed XML ({error}); pass the XMP text") from error
+        raise ValueError(f"xmp is not well-formed XML ({error}); pass the XMP text") from None
+    except DefusedXmlException as error:
+        raise ValueError(f"xmp holds a DTD or entity declaration ({error!r}), which XMP never "
+                         "needs; refused so no entity is expanded or fetched") from None
     description = _hdrgm_description(root)
     defaults = dict(HDRGM.defaults)
 
@@ -399,10 +407,12 @@ def from_xmp(xmp: str) -> GainMapMetadata:
     if values("BaseRenditionIsHDR")[0].strip().lower() == "true":
         raise ValueError("xmp has BaseRenditionIsHDR=True; HDR-base gain maps are read from "
                          "the ISO 21496-1 box (from_iso_box)")
+    texts = {field: values(xmp_name) for xmp_name, field in HDRGM.per_channel}
+    headroom_texts = [values(name)[0] for name in ("HDRCapacityMin", "HDRCapacityMax")]
     try:
-        per_channel = {field: tuple(float(item) for item in values(xmp_name))
-                       for xmp_name, field in HDRGM.per_channel}
-        headrooms = [float(values(name)[0]) for name in ("HDRCapacityMin", "HDRCapacityMax")]
+        per_channel = {field: tuple(float(item) for item in items)
+                       for field, items in texts.items()}
+        headrooms = [float(text) for text in headroom_texts]
     except ValueError as error:
         raise ValueError(f"xmp has a non-numeric hdrgm value ({error})") from error
     return GainMapMetadata(base_hdr_headroom=headrooms[0], alternate_hdr_headroom=headrooms[1],

@@ -29,6 +29,14 @@ class _Markers:
     stuffing: int = 0x00
     # The length field counts itself (2 bytes), so a payload holds at most 65533 bytes.
     max_payload: int = 0xFFFF - 2
+    # Start-of-frame markers SOF0..SOF15 (Table B.1) are 0xC0..0xCF but for DHT (0xC4),
+    # JPG (0xC8) and DAC (0xCC); SOF9..SOF15 (0xC9 and up) use arithmetic coding.
+    start_of_frame: frozenset = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+    first_arithmetic_frame: int = 0xC9
+    # A Huffman-coded 8x8 block costs at least one bit (its DC difference's code, Annex
+    # F.1.2.1 and Table K.3 codes are >= 1 bit), so a complete Huffman JPEG holds at most
+    # 8 blocks x 64 pixels per byte of one component.
+    max_huffman_pixels_per_byte: int = 8 * 64
 
 
 MARKERS = _Markers()
@@ -100,6 +108,15 @@ class Segment(NamedTuple):
     marker: int
     offset: int
     payload: bytes
+
+
+class FrameHeader(NamedTuple):
+    """What a JPEG's start-of-frame segment declares (ITU-T T.81, B.2.2)."""
+
+    width: int
+    height: int
+    components: int
+    arithmetic: bool
 
 
 class MpEntry(NamedTuple):
@@ -200,6 +217,33 @@ def read_segments(stream: bytes, start: int = 0, *,
         position += 2 + length
         if marker == MARKERS.sos:
             position = _next_marker(stream, position, name)
+
+
+def frame_header(segments: list[Segment], name: str = "data") -> FrameHeader:
+    """The first start-of-frame segment's size, component count and coding.
+
+    References
+    ----------
+    ITU-T T.81 (1992), B.2.2 (frame header: P, Y, X, Nf, then 3 bytes per component).
+
+    >>> sof = Segment(0xC0, 2, bytes((8, 0, 16, 0, 32, 1, 1, 0x11, 0)))
+    >>> frame_header([sof])
+    FrameHeader(width=32, height=16, components=1, arithmetic=False)
+    """
+    for item in segments:
+        if item.marker in MARKERS.start_of_frame:
+            payload = item.payload
+            if len(payload) < 6 or len(payload) < 6 + 3 * payload[5]:
+                raise ValueError(f"{name} has a start-of-frame segment of {len(payload)} bytes, "
+                                 "too short for its components; the file is corrupt")
+            height, width = struct.unpack_from(">HH", payload, 1)
+            if not (width and height and payload[5]):
+                raise ValueError(f"{name} declares a {width} x {height} picture of {payload[5]} "
+                                 "components; the file is corrupt")
+            return FrameHeader(width, height, payload[5],
+                               item.marker >= MARKERS.first_arithmetic_frame)
+    raise ValueError(f"{name} has no start-of-frame segment before its image data; the file "
+                     "is truncated or not a JPEG")
 
 
 def app_payload(segments: list[Segment], marker: int, signature: bytes) -> Segment | None:

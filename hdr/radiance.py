@@ -71,7 +71,8 @@ class RgbeConstants:
 RGBE = RgbeConstants()
 RGBE_FORMAT = "32-bit_rle_rgbe"
 XYZE_FORMAT = "32-bit_rle_xyze"
-_RESOLUTION = re.compile(rb"([-+])([XY]) +(\d+) +([-+])([XY]) +(\d+)[ \t\r]*\n")
+# At most 9 digits per size: beyond max_pixels anyway, and int() of thousands of digits fails.
+_RESOLUTION = re.compile(rb"([-+])([XY]) +(\d{1,9}) +([-+])([XY]) +(\d{1,9})[ \t\r]*\n")
 _VARIABLE = re.compile(r"([A-Za-z][A-Za-z0-9_]*)=(.*)")
 
 
@@ -264,13 +265,26 @@ def _adaptive_scanline(path: Any, data: bytes, offset: int, width: int, scanline
     return planes, offset
 
 
-def _old_scanline(path: Any, data: bytes, offset: int, row: np.ndarray, scanline: int,
-                  count: int) -> int:
+def _old_scanline(path: Any, data: bytes, offset: int, width: int, scanline: int,
+                  count: int) -> tuple[np.ndarray, int]:
     """A flat scanline, or one in the old run-length scheme: a ``1 1 1 n`` pixel repeats the
     previous pixel ``n << shift`` times, the shift growing by 8 for each consecutive repeat.
-    Literal stretches are copied with numpy; only the repeat pixels are walked in Python."""
-    width = len(row)
+
+    Returns the row ``[width, 4]`` and the offset after it. Literal pixels are gathered as
+    views of ``data`` with a repeat count each; the row is built (``np.repeat``) only once
+    the counts add up to ``width``, so a corrupt or hostile count costs no memory."""
+    blocks: list[np.ndarray] = []
+    repeats: list[np.ndarray] = []
     x, shift = 0, 0
+
+    def literal(pixels: np.ndarray) -> int:
+        nonlocal x, shift
+        if len(pixels):
+            blocks.append(pixels)
+            repeats.append(np.ones(len(pixels), np.int64))
+            x, shift = x + len(pixels), 0
+        return len(pixels)
+
     while x < width:
         window = min(width - x, (len(data) - offset) // 4)
         if window == 0:
@@ -278,28 +292,26 @@ def _old_scanline(path: Any, data: bytes, offset: int, row: np.ndarray, scanline
         pixels = np.frombuffer(data, np.uint8, 4 * window, offset).reshape(window, 4)
         used = 0
         for marker in np.flatnonzero((pixels[:, :3] == 1).all(axis=1)).tolist():
-            literal = min(marker - used, width - x)
-            row[x:x + literal] = pixels[used:used + literal]
-            x, used, shift = x + literal, used + literal, shift if literal == 0 else 0
+            used += literal(pixels[used:used + min(marker - used, width - x)])
             if x == width:
                 break
             times = int(pixels[marker, 3]) << shift
             if x == 0 or x + times > width:
                 raise _corrupt(path, scanline, count, f"a repeat of {times} pixels at x={x}")
-            row[x:x + times] = row[x - 1]
+            repeats[-1][-1] += times
             x, used, shift = x + times, used + 1, shift + 8
-        literal = min(window - used, width - x)
-        row[x:x + literal] = pixels[used:used + literal]
-        x, used, shift = x + literal, used + literal, shift if literal == 0 else 0
+        used += literal(pixels[used:used + min(window - used, width - x)])
         offset += 4 * used
-    return offset
+    return np.repeat(np.concatenate(blocks), np.concatenate(repeats), axis=0), offset
 
 
 def _scanlines(path: Any, data: bytes, offset: int, count: int, width: int) -> np.ndarray:
-    """RGBE bytes ``[count, width, 4]`` of the scanlines, in file order."""
-    rgbe = np.empty((count, width, 4), np.uint8)
+    """RGBE bytes ``[count, width, 4]`` of the scanlines, in file order. Rows are kept as
+    they are decoded and stacked at the end, so memory follows the data actually decoded,
+    not the size the header declares."""
+    rows = []
     adaptive = RGBE.rle_widths[0] <= width <= RGBE.rle_widths[1]
-    marker = bytes((2, 2, width >> 8, width & 0xFF))
+    marker = bytes((2, 2, width >> 8, width & 0xFF)) if adaptive else b""
     for scanline in range(count):
         lead = data[offset:offset + 4]
         if len(lead) < 4:
@@ -309,10 +321,11 @@ def _scanlines(path: Any, data: bytes, offset: int, count: int, width: int) -> n
                 raise _corrupt(path, scanline, count,
                                f"a width of {lead[2] << 8 | lead[3]} (not {width})")
             planes, offset = _adaptive_scanline(path, data, offset + 4, width, scanline, count)
-            rgbe[scanline] = np.frombuffer(planes, np.uint8).reshape(4, width).T
+            rows.append(np.frombuffer(planes, np.uint8).reshape(4, width).T)
         else:
-            offset = _old_scanline(path, data, offset, rgbe[scanline], scanline, count)
-    return rgbe
+            row, offset = _old_scanline(path, data, offset, width, scanline, count)
+            rows.append(row)
+    return np.stack(rows)
 
 
 def read_hdr(path: str | os.PathLike, *, max_pixels: int = 2**28) -> RadianceImage:
@@ -350,23 +363,43 @@ def read_hdr(path: str | os.PathLike, *, max_pixels: int = 2**28) -> RadianceIma
     >>> read_hdr(f"{folder}/grey.hdr").pixels[1, 8]
     array([0.1796875, 0.1796875, 0.1796875], dtype=float32)
     """
-    data = Path(path).read_bytes()
+    return decode_hdr(Path(path).read_bytes(), name=str(path), max_pixels=max_pixels)
+
+
+def decode_hdr(data: bytes, *, name: str = "data", max_pixels: int = 2**28) -> RadianceImage:
+    """Decode the bytes of a Radiance RGBE picture (what :func:`read_hdr` reads from a file).
+
+    Parameters
+    ----------
+    data
+        The file's bytes.
+    name
+        What to call ``data`` in errors (every error names it).
+    max_pixels
+        As :func:`read_hdr`.
+
+    Returns
+    -------
+    RadianceImage
+        As :func:`read_hdr`.
+    """
+    data = bytes(data)
     if not data.startswith(b"#?"):
-        raise ValueError(f"{path} is not a Radiance picture (it does not start with '#?'); "
+        raise ValueError(f"{name} is not a Radiance picture (it does not start with '#?'); "
                          "pass a .hdr/.pic file")
     header_end = data.find(b"\n\n")
     resolution = _RESOLUTION.match(data, header_end + 2) if header_end >= 0 else None
     if resolution is None or resolution[2] == resolution[5]:
-        raise ValueError(f"{path} has no valid resolution line (such as '-Y 512 +X 1024') "
+        raise ValueError(f"{name} has no valid resolution line (such as '-Y 512 +X 1024') "
                          "after the header's blank line; the file is corrupt")
-    fields = _header(path, data[:header_end].decode("latin-1"))
+    fields = _header(name, data[:header_end].decode("latin-1"))
     first_sign, first_axis, count, second_sign, _, width = resolution.groups()
     count, width = int(count), int(width)
     if not 0 < count * width <= max_pixels:
-        raise ValueError(f"{path} declares {count} x {width} = {count * width} pixels, outside "
+        raise ValueError(f"{name} declares {count} x {width} = {count * width} pixels, outside "
                          f"1..max_pixels={max_pixels}; the header is corrupt or hostile (raise "
                          "max_pixels to read a trusted file)")
-    pixels = decode_rgbe(_scanlines(path, data, resolution.end(), count, width))
+    pixels = decode_rgbe(_scanlines(name, data, resolution.end(), count, width))
     if first_axis == b"X":
         pixels = pixels.transpose(1, 0, 2)
         y_sign, x_sign = second_sign, first_sign

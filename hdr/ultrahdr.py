@@ -11,7 +11,8 @@ The file is the one libultrahdr writes with both metadata forms switched on:
 The base is written without an ICC profile, which every reader takes as sRGB (Rec.709
 primaries, sRGB curve); on reading, an ICC profile with Display P3 or Rec.2020 colorants
 is honoured as libultrahdr does. JPEG pixels go through Pillow; the gain map maths is
-:mod:`.gainmap`, the container bytes :mod:`.jpeg_markers`.
+:mod:`.gainmap`; the container bytes are written by :mod:`.jpeg_markers` and read by
+:mod:`.ultrahdr_container`.
 """
 
 from __future__ import annotations
@@ -31,28 +32,13 @@ from PIL import Image
 from ._array import to_tensor
 from .atomic import atomic_path
 from .gainmap import apply_gain_map, extract_gain_map
-from .gainmap_metadata import GainMapMetadata, from_iso_box, from_xmp, to_iso_box, to_xmp
-from .gamut import (
-    D65,
-    chromatic_adaptation_matrix,
-    get_gamut,
-    rgb_to_rgb_matrix,
-    rgb_to_xyz_matrix,
-)
-from .jpeg_markers import (
-    MARKERS,
-    SIGNATURES,
-    Segment,
-    app_payload,
-    assemble,
-    icc_colorants,
-    icc_profile,
-    locate_gain_map,
-    read_segments,
-)
+from .gainmap_metadata import GainMapMetadata, to_iso_box, to_xmp
+from .gamut import get_gamut, rgb_to_rgb_matrix
+from .jpeg_markers import assemble
 from .tonemap import get_tone_mapper
 from .transfer import srgb_decode, srgb_encode
 from .transfer_blockwise import evaluate
+from .ultrahdr_container import READER, read_container
 
 
 @dataclass(frozen=True)
@@ -90,13 +76,6 @@ class _UltraHdrDefaults:
     # libultrahdr (uhdr_validate_gainmap_metadata_descriptor) rejects HDRCapacityMax <=
     # HDRCapacityMin; a map with no boost above the base gets this many stops of span.
     min_headroom_span: float = 1 / 64
-    # Gamuts an ICC profile is matched against (libultrahdr IccHelper::readIccColorGamut).
-    icc_gamuts: tuple = ("rec709", "p3d65", "rec2020")
-    # ICC.1:2010 section 7.2.16: the PCS illuminant D50 as XYZ; colorants are adapted to it.
-    icc_d50: tuple = (0.9642, 1.0, 0.8249)
-    # Largest colorant difference (XYZ) still taken as a match: s15Fixed16 rounding and
-    # profile makers' D50 adaptation differ by ~1e-3; P3 and Rec.709 red differ by 0.08.
-    icc_tolerance: float = 0.01
 
 
 ULTRAHDR = _UltraHdrDefaults()
@@ -166,29 +145,40 @@ def _ycbcr_to_linear(ycbcr: torch.Tensor) -> torch.Tensor:
     return srgb_decode((rgb / JFIF.code_max).clamp(0.0, 1.0))
 
 
-def _decode_base(jpeg: bytes) -> torch.Tensor:
+def _pixels(jpeg: bytes, what: str, draft: str | None = None) -> tuple[str, np.ndarray]:
+    """Pillow's mode and pixels of one JPEG stream; its errors become ValueError naming
+    ``what`` (Pillow raises OSError, SyntaxError or DecompressionBombError on bad data)."""
+    try:
+        picture = Image.open(io.BytesIO(jpeg), formats=("JPEG",))
+        if draft is not None:
+            picture.draft(draft, picture.size)
+        return picture.mode, np.array(picture)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{what} cannot be decoded ({error}); the file is truncated or "
+                         "corrupt") from None
+
+
+def _decode_base(jpeg: bytes, what: str = "the base image") -> torch.Tensor:
     """The primary JPEG as sRGB-decoded linear RGB; YCbCr converted in float, as libultrahdr
     does (p3YuvToRgb then srgbInvOetf), not through 8-bit RGB."""
-    picture = Image.open(io.BytesIO(jpeg))
-    picture.draft("YCbCr", picture.size)
-    if picture.mode not in ("YCbCr", "RGB", "L"):
-        raise ValueError(f"the base image is {picture.mode}, not YCbCr, RGB or greyscale; "
-                         "convert the JPEG to RGB first")
-    codes = torch.from_numpy(np.array(picture)).to(torch.float32)
-    if picture.mode == "L":
+    mode, array = _pixels(jpeg, what, draft="YCbCr")
+    if mode not in ("YCbCr", "RGB", "L"):
+        raise ValueError(f"{what} is {mode}, not YCbCr, RGB or greyscale; convert the JPEG "
+                         "to RGB first")
+    codes = torch.from_numpy(array).to(torch.float32)
+    if mode == "L":
         codes = codes[..., None].expand(*codes.shape, 3)
-    if picture.mode != "YCbCr":
+    if mode != "YCbCr":
         return srgb_decode(codes / JFIF.code_max)
     return evaluate(_ycbcr_to_linear, codes, group=3)
 
 
-def _decode_gain_map(jpeg: bytes) -> torch.Tensor:
-    picture = Image.open(io.BytesIO(jpeg))
-    if picture.mode not in ("L", "RGB"):
-        raise ValueError(f"the gain map image is {picture.mode}; Ultra HDR gain maps have 1 "
-                         "(greyscale) or 3 (RGB) channels, so the file is not a valid Ultra "
-                         "HDR JPEG")
-    codes = torch.from_numpy(np.array(picture))
+def _decode_gain_map(jpeg: bytes, what: str) -> torch.Tensor:
+    mode, array = _pixels(jpeg, what)
+    if mode not in ("L", "RGB"):
+        raise ValueError(f"{what} is {mode}; Ultra HDR gain maps have 1 (greyscale) or 3 "
+                         "(RGB) channels, so the file is not a valid Ultra HDR JPEG")
+    codes = torch.from_numpy(array)
     return codes[..., None] if codes.ndim == 2 else codes
 
 
@@ -349,43 +339,6 @@ def write_ultrahdr(path: str | os.PathLike, hdr_linear=None, *, overwrite: bool 
     return Path(path)
 
 
-def _icc_gamut(profile: bytes) -> str | None:
-    """The gamut whose D50-adapted colorants match the profile's rXYZ/gXYZ/bXYZ tags."""
-    colorants = icc_colorants(profile)
-    if colorants is None:
-        return None
-    d50 = np.array(ULTRAHDR.icc_d50)
-    d50_xy = (d50[0] / d50.sum(), d50[1] / d50.sum())
-    for name in ULTRAHDR.icc_gamuts:
-        adapted = chromatic_adaptation_matrix(D65, d50_xy) @ rgb_to_xyz_matrix(name)
-        if np.abs(adapted - np.asarray(colorants)).max() <= ULTRAHDR.icc_tolerance:
-            return name
-    return None
-
-
-def _gamut_of(segments: list[Segment], default: str, image: str, notes: list[str]) -> str:
-    profile = icc_profile(segments)
-    if profile is None:
-        return default
-    found = _icc_gamut(profile)
-    if found is None:
-        notes.append(f"the {image} image's ICC profile is not Rec.709, Display P3 or Rec.2020; "
-                     f"read as {default}")
-        return default
-    return found
-
-
-def _gain_map_metadata(segments: list[Segment]) -> tuple[GainMapMetadata | None, str | None]:
-    xmp = app_payload(segments, MARKERS.app1, SIGNATURES.xmp)
-    text = None if xmp is None else xmp.payload.decode("utf-8", "replace").rstrip("\0 \n")
-    iso = app_payload(segments, MARKERS.app2, SIGNATURES.iso)
-    if iso is not None:
-        return from_iso_box(iso.payload), text
-    if text is not None and "hdr-gain-map" in text:
-        return from_xmp(text), text
-    return None, text
-
-
 def _convert(image: torch.Tensor, source: str, target: str) -> torch.Tensor:
     """:func:`.gamut.convert_gamut`'s matrix, applied in cache-sized blocks (2-3x faster
     on a 4K frame than one [N, 3] @ [3, 3] product)."""
@@ -401,7 +354,7 @@ def _array(image: torch.Tensor) -> np.ndarray:
 
 def decode_ultrahdr(data: bytes, *, display_hdr_headroom_log2: float | None = None,
                     gamut: str = "rec709", allow_sdr_only: bool = False,
-                    name: str = "data") -> UltraHDRImage:
+                    name: str = "data", max_pixels: int = READER.max_pixels) -> UltraHDRImage:
     """Decode an Ultra HDR JPEG to linear HDR and SDR renditions and its gain map.
 
     The gain map is found through the MPF index (else it is the JPEG after the primary's
@@ -420,6 +373,9 @@ def decode_ultrahdr(data: bytes, *, display_hdr_headroom_log2: float | None = No
         For a JPEG without a gain map, return its SDR as ``hdr`` instead of raising.
     name
         What to call ``data`` in errors (the reader passes the path).
+    max_pixels
+        As :func:`.ultrahdr_container.read_container`: checked on the headers, before
+        any pixel is decoded.
 
     Returns
     -------
@@ -432,27 +388,19 @@ def decode_ultrahdr(data: bytes, *, display_hdr_headroom_log2: float | None = No
     """
     data = bytes(data)
     gamut = get_gamut(gamut).name
-    notes: list[str] = []
-    segments, primary_end = read_segments(data, name=name)
-    primary_xmp = app_payload(segments, MARKERS.app1, SIGNATURES.xmp)
-    start, note = locate_gain_map(data, segments, primary_end)
-    notes.extend(note)
-    metadata = gain_map = gain_map_xmp = None
-    if start is not None:
-        gain_segments, gain_end = read_segments(data, start, name=f"{name} (gain map)")
-        metadata, gain_map_xmp = _gain_map_metadata(gain_segments)
-    if metadata is None and not allow_sdr_only:
-        raise ValueError(f"{name} has no gain map with ISO 21496-1 or hdrgm metadata, so it "
-                         "is a plain JPEG, not Ultra HDR; pass allow_sdr_only=True to load "
-                         "its SDR image")
-    source_gamut = _gamut_of(segments, "rec709", "base", notes)
-    sdr = _decode_base(data[:primary_end])
+    container = read_container(data, allow_sdr_only=allow_sdr_only, name=name,
+                               max_pixels=max_pixels)
+    notes = list(container.notes)
+    source_gamut, metadata = container.source_gamut, container.metadata
+    sdr = _decode_base(data[slice(*container.primary)], f"{name}: the base image")
+    gain_map = None
     if metadata is None:
         notes.append("no gain map: hdr is the SDR base")
         hdr = _convert(sdr, source_gamut, gamut)
     else:
-        alternate_gamut = _gamut_of(gain_segments, source_gamut, "gain map", notes)
-        gain_map = _decode_gain_map(data[start:gain_end])
+        alternate_gamut = container.alternate_gamut
+        gain_map = _decode_gain_map(data[slice(*container.gain_map)],
+                                    f"{name}: the gain map image")
         if tuple(gain_map.shape[:2]) != tuple(sdr.shape[:2]):
             notes.append(f"gain map {gain_map.shape[1]}x{gain_map.shape[0]} resampled "
                          f"(bilinear) to the base's {sdr.shape[1]}x{sdr.shape[0]}")
@@ -470,9 +418,8 @@ def decode_ultrahdr(data: bytes, *, display_hdr_headroom_log2: float | None = No
         hdr=_array(hdr), sdr=_array(_convert(sdr, source_gamut, gamut)),
         gain_map=gain_map, metadata=metadata, gamut=gamut, source_gamut=source_gamut,
         display_hdr_headroom_log2=display_hdr_headroom_log2,
-        icc_profile=icc_profile(segments),
-        xmp=None if primary_xmp is None else primary_xmp.payload.decode("utf-8", "replace"),
-        gain_map_xmp=gain_map_xmp, notes=tuple(notes))
+        icc_profile=container.icc_profile, xmp=container.xmp,
+        gain_map_xmp=container.gain_map_xmp, notes=tuple(notes))
 
 
 def read_ultrahdr(path: str | os.PathLike, **options) -> UltraHDRImage:

@@ -202,14 +202,24 @@ class HDRCFASampler:
         else:
             samples = self._windows(model, positive, negative, latent, masks, seed, steps, cfg,
                                     sampler_name, scheduler, denoise, alpha_over, alpha_under,
-                                    window_frames, window_stride, over, under)
+                                    window_frames, window_stride, over, under,
+                                    latent_image.get("noise_mask"))
         return {"ui": {"text": _branch_notes(over, under, alpha_over, alpha_under)},
                 "result": ({**latent_image, "samples": samples},)}
 
     @staticmethod
     def _windows(model, positive, negative, latent, masks, seed, steps, cfg, sampler_name,
                  scheduler, denoise, alpha_over, alpha_under, window_frames, window_stride,
-                 over, under):
+                 over, under, noise_mask=None):
+        """Sample overlapping windows of latent frames and blend them. A ``noise_mask`` (the
+        LATENT's, as Set Latent Noise Mask makes it) is first resized to the whole latent as
+        the sampler would (``comfy.utils.reshape_mask``), then cut into the same windows, so
+        each window keeps the input latent where the mask is 0, as KSampler does."""
+        import comfy.utils
+
+        if noise_mask is not None:
+            noise_mask = comfy.utils.reshape_mask(noise_mask,
+                                                  (latent.shape[0], 1, *latent.shape[2:]))
         c = WAN_TEMPORAL_COMPRESSION
         window, stride = (window_frames - 1) // c + 1, max(1, window_stride // c)
         length = latent.shape[2]
@@ -225,7 +235,8 @@ class HDRCFASampler:
             patched = apply_cfa_patch(model, over, under, window_masks, alpha_over,
                                       alpha_under)
             part = _sample(patched, positive, negative, latent[:, :, start:start + window],
-                           seed, steps, cfg, sampler_name, scheduler, denoise)
+                           seed, steps, cfg, sampler_name, scheduler, denoise,
+                           None if noise_mask is None else noise_mask[:, :, start:start + window])
             if blended is None:
                 blended = torch.zeros((*part.shape[:2], length, *part.shape[3:]),
                                       dtype=part.dtype)
