@@ -141,6 +141,11 @@ def colourspace_note(chromaticities: tuple | None, colourspace: str | None,
     supply the name, match no known gamut, or contradict the attribute."""
     if chromaticities is None:
         return colourspace
+    if not (isinstance(chromaticities, tuple) and len(chromaticities) == 8
+            and all(isinstance(value, float) for value in chromaticities)):
+        notes.append(f"a 'chromaticities' attribute that is not OpenEXR's 8 floats "
+                     f"({str(chromaticities)[:80]}) is ignored, as OpenEXR ignores it")
+        return colourspace
     found = match_chromaticities(chromaticities)
     if found is None:
         notes.append(f"chromaticities {tuple(chromaticities)} (red, green, blue, white xy) match "

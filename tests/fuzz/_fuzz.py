@@ -197,10 +197,13 @@ def _signature(error: BaseException) -> str:
 
 
 def _is_clear(error: BaseException, name: str | None) -> bool:
-    """A ValueError from a ``raise`` statement of the pack (not from a builtin such as
-    ``int()`` called by it) with a message that names the input."""
+    """A ValueError (or one of the pack's own ValueError subclasses, such as
+    hdr.exr.UnreadableExrError) from a ``raise`` statement of the pack (not from a builtin
+    such as ``int()`` called by it) with a message that names the input."""
     filename, line = _raised_at(error)
-    if type(error) is not ValueError or not filename.startswith(PACK_FOLDERS) or \
+    own_type = type(error) is ValueError or (
+        isinstance(error, ValueError) and type(error).__module__.startswith("comfyui_hdr."))
+    if not own_type or not filename.startswith(PACK_FOLDERS) or \
             not linecache.getline(filename, line).lstrip().startswith("raise "):
         return False
     message = str(error)
