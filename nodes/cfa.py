@@ -215,7 +215,7 @@ class HDRCFASampler:
         length = latent.shape[2]
         window = min(window, length)
         starts = window_starts(length, window, stride)
-        weights = blend_weights(length, starts, window)
+        weights = blend_weights(length, starts, window, device=latent.device)
         blended = None
         for start, weight in zip(starts, weights, strict=True):
             first = start * c
@@ -226,11 +226,9 @@ class HDRCFASampler:
                                       alpha_under)
             part = _sample(patched, positive, negative, latent[:, :, start:start + window],
                            seed, steps, cfg, sampler_name, scheduler, denoise)
-            if blended is None:
-                blended = torch.zeros((*part.shape[:2], length, *part.shape[3:]),
-                                      dtype=part.dtype)
-            blended[:, :, start:start + window] += part * weight.to(part.dtype).view(
-                1, 1, -1, 1, 1)
+            if blended is None:  # on the sampler's output device, in its dtype
+                blended = part.new_zeros((*part.shape[:2], length, *part.shape[3:]))
+            blended[:, :, start:start + window] += part * weight.to(part).view(1, 1, -1, 1, 1)
         return blended
 
 

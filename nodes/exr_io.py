@@ -108,7 +108,8 @@ class HDRSaveEXR:
             if tuple(mask.shape) != tuple(images.shape[:3]):
                 raise ValueError(f"mask has shape {tuple(mask.shape)} but images are "
                                  f"{tuple(images.shape[:3])}; resize the mask to match")
-            layers[layer_name.strip()] = torch.cat([images[..., :3], mask[..., None]], dim=-1)
+            layers[layer_name.strip()] = torch.cat([images[..., :3], mask[..., None].to(images)],
+                                                  dim=-1)
         for index in range(1, EXTRA_LAYERS + 1):
             layer = extra.get(f"extra_layer_{index}")
             if layer is None:
@@ -128,7 +129,7 @@ class HDRSaveEXR:
         folder, stem, _, subfolder = output_path_for(filename_prefix, images.shape[2],
                                                      images.shape[1])
         paths = exr_sequence.write_exr_sequence(
-            folder, stem, {name: layer.cpu().numpy() for name, layer in layers.items()},
+            folder, stem, {name: _float_pixels(layer) for name, layer in layers.items()},
             start_frame=None if start_frame < 0 else start_frame, padding=padding,
             pixel_type=pixel_type, compression=compression,
             dwa_level=dwa_level if compression.startswith("dwa") else None,
@@ -142,6 +143,12 @@ class HDRSaveEXR:
             f" .. {paths[-1].name}" if len(paths) > 1 else "") + "\n" + stats.as_text()
         return {"ui": {"exr_files": files, "text": [text],
                        **hdr_view(images, colourspace=colourspace, label="Save EXR")}}
+
+
+def _float_pixels(layer: torch.Tensor) -> np.ndarray:
+    """A layer as float32 numpy (bf16 has no numpy type; half and float files take it
+    exactly: every bf16/fp16 value is a float32 value)."""
+    return layer.detach().to("cpu", torch.float32).numpy()
 
 
 def _interop_id(colourspace: str) -> str | None:
@@ -232,7 +239,7 @@ class HDRLoadEXR:
             header = {"header": image.header, "colourspace": image.colourspace,
                       "notes": list(image.notes)}
         rgb = _to_image(pixels, channels, target.name)
-        mask = (torch.ones(rgb.shape[:3]) if alpha is None
+        mask = (torch.ones_like(rgb[..., 0]) if alpha is None
                 else torch.from_numpy(np.ascontiguousarray(alpha, dtype=np.float32)))
         return (rgb, mask, json.dumps(header, indent=1, default=str))
 

@@ -15,7 +15,15 @@ import torch
 from _contract import call, codes, expect, scene
 from diffusers import AutoencoderKL, QwenImageTransformer2DModel
 
-from comfyui_hdr.hdr.models import cfa, checkpoint_dir, hdr_vae, tiling, warm_start, widen
+from comfyui_hdr.hdr.models import (
+    cfa,
+    checkpoint_dir,
+    hdr_vae,
+    precision,
+    tiling,
+    warm_start,
+    widen,
+)
 
 TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1,
                 down_block_types=("DownEncoderBlock2D",) * 2,
@@ -62,6 +70,16 @@ def _head(head, latent):
 @torch.no_grad()
 def _decode_tiled(vae, latent):
     return tiling.decode_tiled((vae.display_head, vae.linear_head), latent, 3)
+
+
+@torch.no_grad()
+def _encode_tiled(vae, image):
+    return tiling.encode_tiled(vae.input_normalisation, vae.encoder, image, 3)
+
+
+def _strict_convolution(image, weight):
+    with precision.strict_fp32():
+        return torch.nn.functional.conv2d(image, weight)
 
 
 def _loss_inputs(device):
@@ -124,6 +142,10 @@ RECIPES = {
                                                    half="none"),
     "models.hdr_vae.load_hdr_vae": lambda d, t: expect(
         call(hdr_vae.load_hdr_vae, _saved_vae(t / "vae")), half="none"),
+    "models.precision.strict_fp32": lambda d, t: expect(
+        call(_strict_convolution, _planar(d), codes(d, (4, 3, 3, 3))), half="none"),
+    "models.tiling.encode_tiled": lambda d, t: expect(
+        call(_encode_tiled, tiny_vae(d), _planar(d)), half="none"),
     "models.tiling.decode_tiled": lambda d, t: expect(
         call(_decode_tiled, tiny_vae(d), _latent(d)), half="none"),
     "models.warm_start.copy_autoencoder_kl": lambda d, t: expect(
