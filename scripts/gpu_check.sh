@@ -4,7 +4,9 @@
 # management on the GPU, and print a compact summary per file.
 #
 # Usage: bash scripts/gpu_check.sh [pytest args...]   (on a machine with CUDA)
-# Needs the venv (scripts/setup_env.sh). Exit status: pytest's.
+# Needs the venv (scripts/setup_env.sh); PYTHON names another interpreter. GPU_CHECK_EXCLUDE
+# is a pytest -k expression of tests to leave out (e.g. "h264" where PyAV is missing).
+# Exit status: pytest's.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-$here/.venv/bin/python}"
@@ -21,17 +23,19 @@ print(f"gpu_check: torch {torch.__version__}, CUDA {torch.version.cuda}, {name},
       f"{total / 2**30:.0f} GiB ({free / 2**30:.0f} free)")
 EOF
 
+select="cuda${GPU_CHECK_EXCLUDE:+ and not (${GPU_CHECK_EXCLUDE})}"
+leave_out=(${GPU_CHECK_EXCLUDE:+-k "not (${GPU_CHECK_EXCLUDE})"})
 report="$(mktemp -d)"
 trap 'rm -rf "$report"' EXIT
 set +e
 # Library and model tests: only the tests taking `device`, only their CUDA parameters
 # (the CPU ones are CI's).
-COMFYUI_HDR_DEVICES=cuda "$python" -m pytest tests/unit -q -p no:cacheprovider -k cuda \
+COMFYUI_HDR_DEVICES=cuda "$python" -m pytest tests/unit -q -p no:cacheprovider -k "$select" \
   --junitxml="$report/unit.xml" "$@"
 unit=$?
 # Nodes in-process, with ComfyUI's model management on the GPU (harness/inprocess.py).
 COMFYUI_HDR_DEVICES=cuda COMFYUI_HDR_INPROCESS_GPU=1 "$python" -m pytest \
-  tests/comfy_inprocess/test_every_node.py -q -p no:cacheprovider \
+  tests/comfy_inprocess/test_every_node.py -q -p no:cacheprovider "${leave_out[@]}" \
   --junitxml="$report/nodes.xml" "$@"
 nodes=$?
 set -e
