@@ -118,15 +118,14 @@ def add_shadow_noise(linear, *, shot: float = 1.5e-3, read: float = 1e-5,
     image = to_tensor(linear)
     work = working_dtype(image.dtype)  # the noise field is built in float32 at least
     planes = _frames(image)
-    unit = torch.randn(planes.shape, generator=generator, dtype=work,
-                       device=generator.device if generator is not None else "cpu")
+    drawn_on = generator.device if generator is not None else torch.device("cpu")
+    unit = torch.randn(planes.shape, device=drawn_on, generator=generator, dtype=work)
     unit = unit.to(image.device)
     unit = (unit - _box_mean_circular(unit, highpass_kernel)) / math.sqrt(
         1 - 1 / highpass_kernel**2)
-    axes = torch.tensor([(1.0, 1.0, 1.0),
-                         tuple(chroma_ratio * math.sqrt(3) * v for v in _RED_GREEN),
-                         tuple(chroma_ratio * math.sqrt(3) * v for v in _YELLOW_BLUE)],
-                        dtype=work, device=image.device)
+    axes = unit.new_tensor([(1.0, 1.0, 1.0),
+                            tuple(chroma_ratio * math.sqrt(3) * v for v in _RED_GREEN),
+                            tuple(chroma_ratio * math.sqrt(3) * v for v in _YELLOW_BLUE)])
     noise = torch.einsum("nkhw,kc->nchw", unit, axes)
     level = luminance(image.detach().to(work)).clamp_min(0)
     sigma = scale * (shot * level + read).sqrt()

@@ -88,7 +88,7 @@ def _psnr(mse: torch.Tensor, peak: float) -> float:
 
 
 def _pu21_peak(peak_nits: float) -> float:
-    return float(pu21_encode(torch.tensor(float(peak_nits), dtype=torch.float64)))
+    return float(pu21_encode(float(peak_nits)))  # a Python float: computed in float64
 
 
 def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.0,

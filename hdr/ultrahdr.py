@@ -391,8 +391,7 @@ def _convert(image: torch.Tensor, source: str, target: str) -> torch.Tensor:
     on a 4K frame than one [N, 3] @ [3, 3] product)."""
     if source == target:
         return image
-    matrix = torch.tensor(rgb_to_rgb_matrix(source, target), dtype=image.dtype,
-                          device=image.device).T
+    matrix = image.new_tensor(rgb_to_rgb_matrix(source, target)).T
     return evaluate(torch.matmul, image, matrix, group=3)
 
 

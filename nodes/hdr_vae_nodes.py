@@ -254,8 +254,9 @@ class HDREmptyLatent:
         if hdr_vae is not None:
             vae = _require_vae(hdr_vae).vae
             factor, channels = vae.spatial_compression_ratio, vae.config.latent_channels
-        return ({"samples": torch.zeros(batch_size, channels, height // factor, width // factor,
-                                        device=comfy.model_management.intermediate_device())},)
+        shape = (batch_size, channels, height // factor, width // factor)
+        device = comfy.model_management.intermediate_device()
+        return ({"samples": torch.zeros(shape, device=device)},)
 
 
 NODE_CLASS_MAPPINGS = {"HDRLoadVAE": HDRLoadVAE, "HDRVAEEncode": HDRVAEEncode,
