@@ -49,7 +49,8 @@ def back(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy()
 
 
-def _is_array_function(function) -> bool:
+def is_array_function(function) -> bool:
+    """True for a function decorated with ``hdr._array.array_function``."""
     from comfyui_hdr.hdr import _array
 
     return getattr(function, "__code__", None) is _array.array_function(len).__code__
@@ -98,7 +99,7 @@ class OnDevice:
             first = args[0] if args else None
             first = first[0] if isinstance(first, list) and first else first
             numpy_in = isinstance(first, np.ndarray)  # the result follows the first array
-            follows = _is_array_function(value) or name in self._numpy_results
+            follows = is_array_function(value) or name in self._numpy_results
             return _to_numpy(result) if numpy_in and follows else result
 
         return run

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import torch
 from _contract import assert_unmodified, check_case, snapshot
+from _devices import is_array_function
 from _recipes_colour import RECIPES as COLOUR
 from _recipes_io import RECIPES as IO
 from _recipes_models import RECIPES as MODELS
 
 import comfyui_hdr.hdr as hdr_package
 import comfyui_hdr.hdr.models as models_package
-from comfyui_hdr.hdr import _array
 
 RECIPES = {**COLOUR, **IO, **MODELS}
 
@@ -78,10 +78,6 @@ def test_keeps_device_and_dtype_takes_half_inputs_and_never_modifies_them(name, 
     check_case(RECIPES[name](device, tmp_path), name)
 
 
-def _is_array_function(function) -> bool:
-    return getattr(function, "__code__", None) is _array.array_function(len).__code__
-
-
 def _as_numpy(value):
     if isinstance(value, torch.Tensor) and value.is_floating_point():
         return value.detach().cpu().numpy()
@@ -93,7 +89,7 @@ def _resolve(name: str):
     return getattr(importlib.import_module(f"comfyui_hdr.hdr.{module}"), attribute)
 
 
-NUMPY_RECIPES = sorted(name for name in RECIPES if _is_array_function(_resolve(name)))
+NUMPY_RECIPES = sorted(name for name in RECIPES if is_array_function(_resolve(name)))
 
 
 @pytest.mark.parametrize("name", NUMPY_RECIPES)

@@ -8,6 +8,7 @@ tests for the normalisation and the loss, and a float64 copy of the model for st
 float32 (TF32 off). Tests taking ``device`` run on every available device.
 """
 
+import contextlib
 import copy
 import math
 
@@ -209,24 +210,29 @@ def _tf32_settings() -> dict:
             for backend, operation in FP32_PRECISION_FLAGS}
 
 
-def _set_tf32(value: str) -> None:
-    for backend, operation in FP32_PRECISION_FLAGS:
-        getattr(getattr(torch.backends, backend), operation).fp32_precision = value
+@contextlib.contextmanager
+def _tf32_everywhere():
+    """What a caller may have set (and torch's default for cuDNN convolutions is): TF32 on
+    every backend; the test's own settings come back afterwards."""
+    before = _tf32_settings()
+    try:
+        for backend, operation in FP32_PRECISION_FLAGS:
+            getattr(getattr(torch.backends, backend), operation).fp32_precision = "tf32"
+        yield
+    finally:
+        for (backend, operation), value in before.items():
+            getattr(getattr(torch.backends, backend), operation).fp32_precision = value
 
 
 def test_strict_fp32_turns_tf32_off_inside_and_restores_the_callers_settings_after_errors():
     before = _tf32_settings()
-    try:
-        _set_tf32("tf32")
+    with _tf32_everywhere():
         with strict_fp32():
             assert set(_tf32_settings().values()) == {"ieee"}
         assert set(_tf32_settings().values()) == {"tf32"}
         with pytest.raises(RuntimeError, match="inside"), strict_fp32():
             raise RuntimeError("inside")
         assert set(_tf32_settings().values()) == {"tf32"}
-    finally:
-        for (backend, operation), value in before.items():
-            getattr(getattr(torch.backends, backend), operation).fp32_precision = value
     assert _tf32_settings() == before
     # The legacy flags ComfyUI reads (k_diffusion's tf32_mode) stay readable after a round.
     assert isinstance(torch.backends.cudnn.allow_tf32, bool)
@@ -239,18 +245,14 @@ def test_encode_and_decode_run_their_convolutions_with_tf32_off(vae, device):
         for module in (vae.encoder.conv_in, vae.display_head.decoder.conv_out,
                        vae.linear_head.decoder.conv_out)]
     frame = scenes(1, 16).to(device)
-    before = _tf32_settings()
     try:
-        _set_tf32("tf32")  # what a caller (or torch's default for cuDNN) may have set
-        with torch.no_grad():
+        with _tf32_everywhere(), torch.no_grad():
             z = vae.encode(frame).mode()
             vae.decode(z)
             vae.decode_tiled(z, 3)
             vae.encode_tiled(frame, 3)
-        assert set(_tf32_settings().values()) == {"tf32"}
+            assert set(_tf32_settings().values()) == {"tf32"}
     finally:
-        for (backend, operation), value in before.items():
-            getattr(getattr(torch.backends, backend), operation).fp32_precision = value
         for hook in hooks:
             hook.remove()
     assert len(seen) >= 7 and set(seen) == {"ieee"}
@@ -264,13 +266,8 @@ def test_the_decode_is_float32_exact_even_where_tf32_is_enabled(vae, device):
     reference = copy.deepcopy(vae).cpu().double()
     with torch.no_grad():
         expected = reference.display_head(z.double())
-        before = _tf32_settings()
-        try:
-            _set_tf32("tf32")
+        with _tf32_everywhere():
             decoded = vae.decode(z.to(device)).display
-        finally:
-            for (backend, operation), value in before.items():
-                getattr(getattr(torch.backends, backend), operation).fp32_precision = value
     error = (decoded.cpu().double() - expected).abs().max().item()
     assert error <= 1e-5 * expected.abs().max().item()
 
