@@ -2,7 +2,9 @@
 
 The installed ComfyUI folder goes on ``sys.path`` and ``args.cpu`` is set before
 ``comfy.model_management`` is imported, so it never probes CUDA (COMFYUI_HARNESS.md,
-"Importing ComfyUI modules in-process").
+"Importing ComfyUI modules in-process"). ``COMFYUI_HDR_INPROCESS_GPU=1`` leaves the GPU
+to ComfyUI instead (``scripts/gpu_check.sh`` uses it on a machine with CUDA), so its model
+management loads models onto the card as a server would.
 """
 
 from __future__ import annotations
@@ -29,5 +31,5 @@ def use_comfyui(home: Path | None = None) -> Path:
         sys.path.insert(0, str(folder))
     from comfy.cli_args import args
 
-    args.cpu = True
+    args.cpu = os.environ.get("COMFYUI_HDR_INPROCESS_GPU") != "1"
     return folder

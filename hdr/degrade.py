@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._array import to_tensor
+from ._array import to_tensor, working_dtype
 from .degrade_config import _STEPS, AppliedDegradation, DegradationConfig, DegradedPair
 from .exposure import apply_stops
 from .gamut import luminance
@@ -101,11 +101,14 @@ def add_shadow_noise(linear, *, shot: float = 1.5e-3, read: float = 1e-5,
     scale
         Multiplies the noise's standard deviation.
     generator
-        Torch generator the noise is drawn from (reproducibility).
+        Torch generator the noise is drawn from (reproducibility), on the CPU by default:
+        the noise is drawn on the generator's device, then moved to the image, so a seed
+        gives the same noise on every device. bfloat16/float16 images get noise built in
+        float32, added in their own dtype.
 
     Returns
     -------
-    Noisy RGB, same shape and dtype, unclipped.
+    Noisy RGB, same shape, dtype and device, unclipped.
 
     References
     ----------
@@ -113,18 +116,20 @@ def add_shadow_noise(linear, *, shot: float = 1.5e-3, read: float = 1e-5,
     modeling and fitting for single-image raw-data", IEEE TIP 17(10), equation 1.
     """
     image = to_tensor(linear)
+    work = working_dtype(image.dtype)  # the noise field is built in float32 at least
     planes = _frames(image)
-    unit = torch.randn(planes.shape, generator=generator, dtype=image.dtype)
+    drawn_on = generator.device if generator is not None else torch.device("cpu")
+    unit = torch.randn(planes.shape, device=drawn_on, generator=generator, dtype=work)
+    unit = unit.to(image.device)
     unit = (unit - _box_mean_circular(unit, highpass_kernel)) / math.sqrt(
         1 - 1 / highpass_kernel**2)
-    axes = torch.tensor([(1.0, 1.0, 1.0),
-                         tuple(chroma_ratio * math.sqrt(3) * v for v in _RED_GREEN),
-                         tuple(chroma_ratio * math.sqrt(3) * v for v in _YELLOW_BLUE)],
-                        dtype=image.dtype)
+    axes = unit.new_tensor([(1.0, 1.0, 1.0),
+                            tuple(chroma_ratio * math.sqrt(3) * v for v in _RED_GREEN),
+                            tuple(chroma_ratio * math.sqrt(3) * v for v in _YELLOW_BLUE)])
     noise = torch.einsum("nkhw,kc->nchw", unit, axes)
-    level = luminance(image.detach()).clamp_min(0)
+    level = luminance(image.detach().to(work)).clamp_min(0)
     sigma = scale * (shot * level + read).sqrt()
-    return image + _unframes(noise, image) * sigma[..., None]
+    return image + (_unframes(noise, image) * sigma[..., None]).to(image.dtype)
 
 
 def apply_white_balance(linear, gains):
@@ -195,7 +200,9 @@ def selective_blur(codes, sigma: float, region: str = "highlights",
 
 
 def _to_uint8(codes: torch.Tensor) -> np.ndarray:
-    return (codes.detach().clamp(0.0, 1.0) * 255).round().to(torch.uint8).cpu().numpy()
+    """8-bit codes, rounded in float32 at least (bfloat16 cannot hold 255 steps)."""
+    wide = codes.detach().to(torch.promote_types(codes.dtype, torch.float32))
+    return (wide.clamp(0.0, 1.0) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def _from_uint8(pixels: np.ndarray, like: torch.Tensor) -> torch.Tensor:

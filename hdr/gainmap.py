@@ -272,10 +272,9 @@ def apply_gain_map(sdr_base_linear, gain_map, metadata: GainMapMetadata,
     gain = _gain_image(gain_map, sdr_base_linear)
     weight = 1.0 if display_hdr_headroom_log2 is None else gain_map_weight(
         metadata, display_hdr_headroom_log2)
-    low, high, gamma, base_offset, alternate_offset = torch.tensor(
+    low, high, gamma, base_offset, alternate_offset = sdr_base_linear.new_tensor(
         [getattr(metadata, name) for name in ("gain_map_min", "gain_map_max", "gamma",
-                                              "base_offset", "alternate_offset")],
-        dtype=sdr_base_linear.dtype, device=sdr_base_linear.device)
+                                              "base_offset", "alternate_offset")])
     normalised = gain.clamp(0.0, 1.0).pow(1.0 / gamma)
     log_boost = low + (high - low) * normalised
     return (sdr_base_linear + base_offset) * torch.exp2(log_boost * weight) - alternate_offset

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._array import array_function, to_tensor
+from ._array import array_function, half_in_float32, to_tensor
 from .transfer import pq_eotf, pq_inverse_eotf
 
 XY = tuple[float, float]
@@ -341,8 +341,12 @@ def _check_nits(nits_at_1: float) -> None:
 
 
 @array_function
+@half_in_float32
 def rgb2020_to_ictcp(rgb, nits_at_1: float = 100.0):
     """Convert linear Rec.2020 RGB to ICtCp (BT.2100 PQ variant).
+
+    bfloat16/float16 inputs are computed in float32 (the LMS matrices' cancelling rows and
+    absolute nits need it) and returned in their own dtype.
 
     Parameters
     ----------
@@ -374,8 +378,11 @@ def rgb2020_to_ictcp(rgb, nits_at_1: float = 100.0):
 
 
 @array_function
+@half_in_float32
 def ictcp_to_rgb2020(ictcp, nits_at_1: float = 100.0):
     """Convert ICtCp (BT.2100 PQ variant) back to linear Rec.2020 RGB.
+
+    bfloat16/float16 inputs are computed in float32 and returned in their own dtype.
 
     Parameters
     ----------

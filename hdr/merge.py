@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._array import to_tensor
+from ._array import to_tensor, working_dtype
 from .transfer import srgb_decode
 
 
@@ -101,8 +101,8 @@ def _phase_correlation(reference: torch.Tensor, moving: torch.Tensor, radius: in
     cross = torch.fft.fft2(centred[1]) * torch.fft.fft2(centred[0]).conj()
     surface = torch.fft.ifft2(cross / cross.abs().clamp_min(1e-12)).real
     height, width = surface.shape
-    rows = torch.fft.fftfreq(height, 1 / height).abs() <= radius
-    columns = torch.fft.fftfreq(width, 1 / width).abs() <= radius
+    rows = torch.fft.fftfreq(height, 1 / height, device=surface.device).abs() <= radius
+    columns = torch.fft.fftfreq(width, 1 / width, device=surface.device).abs() <= radius
     surface = surface.masked_fill(~(rows[:, None] & columns[None, :]), -torch.inf)
     peak = int(surface.argmax())
     dy, dx = divmod(peak, width)
@@ -217,8 +217,9 @@ def merge_brackets(brackets, evs: Sequence[float], *, decode: str | Callable = "
 
     Returns
     -------
-    Scene-linear RGB ``[H, W, 3]`` (same array type as the first frame), 1.0 = a code
-    value decoding to 1.0 in the reference exposure.
+    Scene-linear RGB ``[H, W, 3]`` (same array type, device and float dtype as the
+    brackets; bfloat16/float16 brackets are merged in float32), 1.0 = a code value
+    decoding to 1.0 in the reference exposure.
 
     References
     ----------
@@ -231,6 +232,8 @@ def merge_brackets(brackets, evs: Sequence[float], *, decode: str | Callable = "
     [0.375, 0.375, 0.375]
     """
     codes = _stack(brackets)
+    dtype = codes.dtype
+    codes = codes.to(working_dtype(dtype))
     count = codes.shape[0]
     evs = [float(ev) for ev in evs]
     if len(evs) != count:
@@ -268,6 +271,6 @@ def merge_brackets(brackets, evs: Sequence[float], *, decode: str | Callable = "
     merged = (weights * radiance).sum(0) / total.clamp_min(torch.finfo(codes.dtype).tiny)
     darkest, brightest = order[0], order[-1]
     fallback = torch.where(peak[darkest] >= clip, radiance[darkest], radiance[brightest])
-    hdr = torch.where(total > 0, merged, fallback)
+    hdr = torch.where(total > 0, merged, fallback).to(dtype)
     first = brackets[0] if isinstance(brackets, (list, tuple)) else brackets
     return hdr if isinstance(first, torch.Tensor) else hdr.detach().cpu().numpy()

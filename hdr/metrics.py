@@ -88,7 +88,7 @@ def _psnr(mse: torch.Tensor, peak: float) -> float:
 
 
 def _pu21_peak(peak_nits: float) -> float:
-    return float(pu21_encode(torch.tensor(float(peak_nits), dtype=torch.float64)))
+    return float(pu21_encode(float(peak_nits)))  # a Python float: computed in float64
 
 
 def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.0,
@@ -127,9 +127,9 @@ def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
     return _psnr(error.square().mean(), _pu21_peak(peak_nits))
 
 
-def _gaussian_window(dtype: torch.dtype) -> torch.Tensor:
+def _gaussian_window(like: torch.Tensor) -> torch.Tensor:
     size, sigma = SSIM_WINDOW[:2]
-    offsets = torch.arange(size, dtype=dtype) - size // 2
+    offsets = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
     window = torch.exp(-offsets.square() / (2 * sigma**2))
     return window / window.sum()
 
@@ -177,7 +177,7 @@ def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
                          "pu21_psnr for smaller images")
     x = _pu21(test, nits_at_1, "luminance").movedim(-1, 1)
     y = _pu21(reference, nits_at_1, "luminance").movedim(-1, 1)
-    window = _gaussian_window(x.dtype)
+    window = _gaussian_window(x)
     dynamic_range = _pu21_peak(peak_nits)
     c1 = (SSIM_WINDOW[2] * dynamic_range) ** 2
     c2 = (SSIM_WINDOW[3] * dynamic_range) ** 2
@@ -263,7 +263,8 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
                          "'metrics' extra)") from error
     metric = pycvvdp.cvvdp(display_name=display_name, device=torch.device("cpu"), quiet=True)
     clip = test.shape[0] > 1
-    test, reference = ((x if clip else x[0]).mul(nits_at_1).float() for x in (test, reference))
+    test, reference = ((x if clip else x[0]).mul(nits_at_1).float().cpu()
+                       for x in (test, reference))
     quality, _ = metric.predict(test, reference, dim_order="FHWC" if clip else "HWC",
                                 frames_per_second=frames_per_second if clip else 0)
     return float(quality)
@@ -316,7 +317,7 @@ def peak_luminance(image, nits_at_1: float = 100.0, percentile: float = 100.0) -
     4000.0
     """
     _check_nits(nits_at_1)
-    values = luminance(_rgb(image, "image")).flatten().numpy()
+    values = luminance(_rgb(image, "image")).flatten().cpu().numpy()
     return float(np.percentile(values, percentile)) * nits_at_1
 
 
@@ -335,7 +336,7 @@ def dynamic_range_stops(image, nits_at_1: float = 100.0, low_percentile: float =
     _check_nits(nits_at_1)
     if not floor_nits > 0:
         raise ValueError(f"floor_nits must be > 0, got {floor_nits}; use 0.005")
-    values = luminance(_rgb(image, "image")).flatten().numpy() * nits_at_1
+    values = luminance(_rgb(image, "image")).flatten().cpu().numpy() * nits_at_1
     dark, bright = np.maximum(np.percentile(values, [low_percentile, high_percentile]),
                               floor_nits)
     return float(np.log2(bright / dark))

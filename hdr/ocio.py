@@ -220,7 +220,8 @@ def apply_processor(processor: OCIO.CPUProcessor, image: Any) -> Any:
     """Apply a CPU processor to a ``[..., 3]`` or ``[..., 4]`` array or tensor, returning a
     new one (numpy float32, or a tensor of the input's float dtype and device)."""
     is_tensor = isinstance(image, torch.Tensor)
-    array = image.detach().cpu().numpy() if is_tensor else np.asarray(image)
+    array = (image.detach().to("cpu", torch.float32 if image.is_floating_point() else None)
+             .numpy() if is_tensor else np.asarray(image))
     if array.ndim == 0 or array.shape[-1] not in (3, 4):
         raise ValueError(f"image has shape {tuple(array.shape)}; pass [..., 3] RGB or "
                          "[..., 4] RGBA pixels")

@@ -147,7 +147,8 @@ def encode_rgbe(rgb: Any) -> np.ndarray:
     Parameters
     ----------
     rgb
-        Non-negative finite values below 2**127 (others raise ``ValueError`` with the count).
+        Non-negative finite values below 2**127 (others raise ``ValueError`` with the count):
+        numpy, or a torch tensor on any device (read as float32 on the CPU).
 
     Returns
     -------
@@ -164,6 +165,8 @@ def encode_rgbe(rgb: Any) -> np.ndarray:
            [184, 184, 184, 126],
            [156,   0,   0, 142]], dtype=uint8)
     """
+    if hasattr(rgb, "detach"):  # a torch tensor on any device, in any float dtype
+        rgb = rgb.detach().cpu().float().numpy()
     rgb = np.asarray(rgb, np.float32)
     if rgb.shape[-1:] != (3,):
         raise ValueError(f"rgb has shape {rgb.shape}; pass scene-linear RGB [..., 3]")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._array import array_function
+from ._array import array_function, half_in_float32
 from .gamut import convert_gamut, luminance
 from .transfer import pq_eotf, pq_inverse_eotf, srgb_decode
 
@@ -192,6 +192,7 @@ def _rho(peak_nits: float) -> float:
 
 
 @array_function
+@half_in_float32
 def bt2446a(rgb, *, hdr_peak_nits: float = BT2446A.hdr_peak_nits,
             sdr_peak_nits: float = BT2446A.sdr_peak_nits):
     """HDR to SDR conversion, ITU-R BT.2446 Method A (luma tone curve, chroma scaling).
@@ -206,7 +207,8 @@ def bt2446a(rgb, *, hdr_peak_nits: float = BT2446A.hdr_peak_nits,
 
     Returns
     -------
-    The SDR BT.2020 R'G'B' signal, gamma-encoded for a BT.1886 (2.4) display, not clipped.
+    The SDR BT.2020 R'G'B' signal, gamma-encoded for a BT.1886 (2.4) display, not clipped,
+    in ``rgb``'s dtype (bfloat16/float16 are computed in float32).
 
     References
     ----------
@@ -242,6 +244,7 @@ def bt2446a(rgb, *, hdr_peak_nits: float = BT2446A.hdr_peak_nits,
 
 
 @array_function
+@half_in_float32
 def bt2446c_curve(nits):
     """The BT.2446 Method C tone curve: HDR luminance in cd/m^2 to SDR luminance in cd/m^2.
 
@@ -268,6 +271,7 @@ def bt2446c_curve(nits):
 
 
 @array_function
+@half_in_float32
 def bt2446c(rgb_nits, *, crosstalk: float = BT2446C.crosstalk):
     """HDR to SDR conversion, ITU-R BT.2446 Method C (tone curve on Y, chromaticity kept).
 
@@ -284,7 +288,9 @@ def bt2446c(rgb_nits, *, crosstalk: float = BT2446C.crosstalk):
 
     Returns
     -------
-    SDR BT.2020 display-linear RGB, 1.0 = 100 cd/m^2 (super-whites above 1.0, not clipped).
+    SDR BT.2020 display-linear RGB, 1.0 = 100 cd/m^2 (super-whites above 1.0, not clipped),
+    in ``rgb_nits``' dtype: bfloat16/float16 are computed in float32 (the crosstalk matrix
+    is inverted, which torch does not do in half precision).
 
     References
     ----------
@@ -307,6 +313,7 @@ def bt2446c(rgb_nits, *, crosstalk: float = BT2446C.crosstalk):
 
 
 @array_function
+@half_in_float32
 def bt2390_eetf(code, *, source_peak_nits: float = BT2390.source_peak_nits,
                 source_black_nits: float = 0.0,
                 target_peak_nits: float = BT2390.target_peak_nits,
@@ -330,7 +337,8 @@ def bt2390_eetf(code, *, source_peak_nits: float = BT2390.source_peak_nits,
 
     Returns
     -------
-    PQ code values for the target display.
+    PQ code values for the target display, in ``code``'s dtype (bfloat16/float16 are
+    computed in float32).
 
     References
     ----------
@@ -381,7 +389,8 @@ def _aces2_processor(colourspace: str):
 def aces2_sdr(rgb, colourspace: str = ACES2.scene_colourspace):
     """ACES 2.0 SDR output transform (100 nits, Rec.709, sRGB display) via OpenColorIO.
 
-    Runs in float32 through OCIO's CPU processor, so it is not differentiable.
+    Runs in float32 through OCIO's CPU processor on a copy (``rgb`` is never written), so
+    it is not differentiable; the result has ``rgb``'s device and dtype.
 
     Parameters
     ----------
@@ -403,7 +412,9 @@ def aces2_sdr(rgb, colourspace: str = ACES2.scene_colourspace):
     [0.349, 0.349, 0.349]
     """
     _check_rgb(rgb, "rgb")
-    pixels = np.ascontiguousarray(rgb.detach().cpu().numpy().reshape(-1, 3), dtype=np.float32)
+    # OCIO's applyRGB works in place: it gets its own float32 copy, never a view of rgb.
+    pixels = np.array(rgb.detach().to("cpu", torch.float32).numpy().reshape(-1, 3),
+                      dtype=np.float32, order="C", copy=True)
     _aces2_processor(colourspace).applyRGB(pixels)
     return torch.from_numpy(pixels).reshape(rgb.shape).to(dtype=rgb.dtype, device=rgb.device)
 
@@ -422,43 +433,52 @@ def _bt2390_curve(scene):
 
 
 @array_function
+@half_in_float32
 def _preview_reinhard(rgb):
     return reinhard(rgb)
 
 
 @array_function
+@half_in_float32
 def _preview_reinhard_max_rgb(rgb):
     return max_rgb(rgb, reinhard)
 
 
 @array_function
+@half_in_float32
 def _preview_bt2446a(rgb):
     hdr = _rec2020(rgb) * (REFERENCE_WHITE_NITS / BT2446A.hdr_peak_nits)
     return _rec709(bt2446a(hdr).clamp_min(0).pow(BT2446A.gamma))
 
 
 @array_function
+@half_in_float32
 def _preview_bt2446c(rgb):
     return _rec709(bt2446c(_rec2020(rgb) * REFERENCE_WHITE_NITS))
 
 
 @array_function
+@half_in_float32
 def _preview_bt2390(rgb):
     return _bt2390_curve(rgb)
 
 
 @array_function
+@half_in_float32
 def _preview_bt2390_max_rgb(rgb):
     return max_rgb(rgb, _bt2390_curve)
 
 
 @array_function
+@half_in_float32
 def _preview_aces2_sdr(rgb):
     return srgb_decode(aces2_sdr(rgb))
 
 
 # Every entry: scene-linear Rec.709 in (1.0 = diffuse white, placed at 203 nits where a
-# method works in absolute light), display-linear Rec.709 out (1.0 = 100-nit SDR peak).
+# method works in absolute light), display-linear Rec.709 out (1.0 = 100-nit SDR peak), in
+# the input's dtype; bfloat16/float16 are computed in float32 (203-nit light overflows
+# float16 above 322x diffuse white, and BT.2390's spline cancels).
 TONE_MAPPERS: dict[str, Callable] = {
     "reinhard": _preview_reinhard,
     "reinhard_max_rgb": _preview_reinhard_max_rgb,

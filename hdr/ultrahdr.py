@@ -125,7 +125,7 @@ def _check_quality(value, name: str) -> int:
 
 def _encode_jpeg(codes: torch.Tensor, quality: int) -> bytes:
     """8-bit codes ``[H, W, 1 or 3]`` as a baseline JPEG, colour without chroma subsampling."""
-    array = codes.numpy()
+    array = codes.cpu().numpy()
     picture = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=quality, subsampling=0)
@@ -344,12 +344,12 @@ def _convert(image: torch.Tensor, source: str, target: str) -> torch.Tensor:
     on a 4K frame than one [N, 3] @ [3, 3] product)."""
     if source == target:
         return image
-    matrix = torch.tensor(rgb_to_rgb_matrix(source, target), dtype=image.dtype).T
+    matrix = image.new_tensor(rgb_to_rgb_matrix(source, target)).T
     return evaluate(torch.matmul, image, matrix, group=3)
 
 
 def _array(image: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(image.numpy(), dtype=np.float32)
+    return np.ascontiguousarray(image.cpu().numpy(), dtype=np.float32)
 
 
 def decode_ultrahdr(data: bytes, *, display_hdr_headroom_log2: float | None = None,

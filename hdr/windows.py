@@ -28,11 +28,13 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def blend_weights(length: int, starts: list[int], window: int) -> list[torch.Tensor]:
-    """Per-window weights [window] that ramp linearly across each overlap and sum to 1."""
+def blend_weights(length: int, starts: list[int], window: int,
+                  device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Per-window float64 weights [window] that ramp linearly across each overlap and sum
+    to 1, on ``device`` (the device of the latents they blend)."""
     raw = []
     for start in starts:
-        weight = torch.ones(window, dtype=torch.float64)
+        weight = torch.ones(window, dtype=torch.float64, device=device)
         for other in starts:
             if other == start:
                 continue
@@ -40,11 +42,11 @@ def blend_weights(length: int, starts: list[int], window: int) -> list[torch.Ten
             if overlap_hi <= overlap_lo:
                 continue
             span = overlap_hi - overlap_lo
-            ramp = (torch.arange(span, dtype=torch.float64) + 1) / (span + 1)
+            ramp = (torch.arange(span, dtype=torch.float64, device=device) + 1) / (span + 1)
             local = slice(overlap_lo - start, overlap_hi - start)
             weight[local] = torch.minimum(weight[local], ramp if other < start else ramp.flip(0))
         raw.append(weight)
-    total = torch.zeros(length, dtype=torch.float64)
+    total = torch.zeros(length, dtype=torch.float64, device=device)
     for start, weight in zip(starts, raw, strict=True):
         total[start:start + window] += weight
     return [weight / total[start:start + window] for start, weight in zip(starts, raw,

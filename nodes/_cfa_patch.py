@@ -95,7 +95,7 @@ class _Routing:
                 raise ValueError(f"the {branch.name} masks hold {grid.shape[0]} images but "
                                  f"each prompt's batch has {per_chunk} latents; give one mask "
                                  "per latent, or one for all")
-            weights = grid * positive[:, None]
+            weights = grid * positive[:, None].to(grid)
             if bool(weights.any()):
                 active.append((branch, weights))
         return active

@@ -225,7 +225,7 @@ class HDRCFASampler:
         length = latent.shape[2]
         window = min(window, length)
         starts = window_starts(length, window, stride)
-        weights = blend_weights(length, starts, window)
+        weights = blend_weights(length, starts, window, device=latent.device)
         blended = None
         for start, weight in zip(starts, weights, strict=True):
             first = start * c
@@ -237,11 +237,9 @@ class HDRCFASampler:
             part = _sample(patched, positive, negative, latent[:, :, start:start + window],
                            seed, steps, cfg, sampler_name, scheduler, denoise,
                            None if noise_mask is None else noise_mask[:, :, start:start + window])
-            if blended is None:
-                blended = torch.zeros((*part.shape[:2], length, *part.shape[3:]),
-                                      dtype=part.dtype)
-            blended[:, :, start:start + window] += part * weight.to(part.dtype).view(
-                1, 1, -1, 1, 1)
+            if blended is None:  # on the sampler's output device, in its dtype
+                blended = part.new_zeros((*part.shape[:2], length, *part.shape[3:]))
+            blended[:, :, start:start + window] += part * weight.to(part).view(1, 1, -1, 1, 1)
         return blended
 
 

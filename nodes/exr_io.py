@@ -171,9 +171,9 @@ def _with_alpha(image: torch.Tensor, mask: torch.Tensor | None, premultiply: boo
     elif image.shape[-1] == 4:
         coverage = image[..., 3]
     else:
-        return exr.Layer(image.cpu().numpy(), label=label)
+        return exr.Layer(_float_pixels(image), label=label)
     rgb = alpha_ops.premultiply(image[..., :3], coverage) if premultiply else image[..., :3]
-    return exr.Layer(torch.cat([rgb, coverage[..., None]], dim=-1).cpu().numpy(), label=label)
+    return exr.Layer(_float_pixels(torch.cat([rgb, coverage[..., None]], dim=-1)), label=label)
 
 
 def _fit_mask(mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -197,6 +197,12 @@ def _report(images: torch.Tensor, colourspace: str, inference: bool) -> tuple:
     with torch.inference_mode(inference):
         stats = exposure.hdr_stats(images, gamut=_gamut_of(colourspace) or "rec709")
         return stats, hdr_view(images, colourspace=colourspace, label="Save EXR")
+
+
+def _float_pixels(layer: torch.Tensor) -> np.ndarray:
+    """A layer as float32 numpy (bf16 has no numpy type; half and float files take it
+    exactly: every bf16/fp16 value is a float32 value)."""
+    return layer.detach().to("cpu", torch.float32).numpy()
 
 
 def _interop_id(colourspace: str) -> str | None:

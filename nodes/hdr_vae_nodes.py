@@ -3,10 +3,17 @@
 
 The VAE (``hdr/models/hdr_vae.py``) encodes scene-linear light to one 32-channel latent and
 decodes it twice: a scene-linear picture (unclamped) and a display picture (sRGB code
-values). It always runs in float32. Its latents are ordinary LATENTs with 32 channels; a
-video-shaped latent ``[B, C, T, H, W]`` (what samplers return for Qwen-Image and Wan) is
-decoded frame by frame into the batch. The model code (diffusers) is imported on first use,
-so loading the pack stays fast.
+values). It always runs in float32 (TF32 off; bf16/fp16 IMAGEs are encoded in float32).
+Its latents are ordinary LATENTs with 32 channels; a video-shaped latent
+``[B, C, T, H, W]`` (what samplers return for Qwen-Image and Wan) is decoded frame by frame
+into the batch. The model code (diffusers) is imported on first use, so loading the pack
+stays fast.
+
+The VAE lives under ComfyUI's model management, like the stock VAE: "Load HDR VAE"
+wraps it in a ``comfy.model_patcher.ModelPatcher`` (:class:`ManagedHDRVAE`), and every
+encode and decode first calls ``comfy.model_management.load_models_gpu`` with the memory
+it will need, so other models are offloaded to make room, and the VAE itself is offloaded
+when a sampler needs the card (``--lowvram``, ``--novram`` and ``--cpu-vae`` apply).
 """
 
 from __future__ import annotations
@@ -17,12 +24,26 @@ from pathlib import Path
 import torch
 
 from ._common import require_image
+from ._hdr_vae_memory import ManagedHDRVAE
 from ._preview import hdr_view
 
 CATEGORY_MODELS = "HDR/models"
 HDR_VAE = "HDR_VAE"
 FOLDER = "vae_hdr"
 AUTO_TILE_LATENT = 64  # latent pixels per tile edge when tile_size is 0 (512 px at 8x)
+
+
+def _tile_input(verb: str) -> tuple:
+    return ("INT", {"default": 0, "min": 0, "max": 8192, "step": 64, "tooltip": (
+        f"Tile edge in pixels for large frames (less memory, same pixels: tiles {verb} with "
+        "whole-frame statistics); 0 = whole frame up to 512 px, 512 px tiles above.")})
+
+
+def _tile(tile_size: int, factor: int, latent_height: int, latent_width: int) -> int | None:
+    """Tile edge in latent pixels, or None for a whole-frame pass."""
+    if tile_size:
+        return max(tile_size // factor, 1)
+    return AUTO_TILE_LATENT if max(latent_height, latent_width) > AUTO_TILE_LATENT else None
 
 
 def register_folder() -> None:
@@ -68,10 +89,8 @@ def _vae_path(vae_name: str, path: str) -> Path:
                      "folder HDRAutoencoder.save_pretrained wrote there, or type a path")
 
 
-def _require_vae(vae):
-    from ..hdr.models.hdr_vae import HDRAutoencoder
-
-    if not isinstance(vae, HDRAutoencoder):
+def _require_vae(vae) -> ManagedHDRVAE:
+    if not isinstance(vae, ManagedHDRVAE):
         raise ValueError(f"hdr_vae must come from Load HDR VAE, got {type(vae).__name__}")
     return vae
 
@@ -87,19 +106,15 @@ def _frames(samples: torch.Tensor) -> torch.Tensor:
     return samples.float()
 
 
-def _device():
-    import comfy.model_management
-
-    return comfy.model_management.get_torch_device()
-
-
 class HDRLoadVAE:
     CATEGORY = CATEGORY_MODELS
     RETURN_TYPES = (HDR_VAE,)
     RETURN_NAMES = ("hdr_vae",)
     FUNCTION = "load"
     DESCRIPTION = ("Loads a dual-head HDR VAE (a diffusers folder: config.json + safetensors) "
-                   "from models/vae_hdr, in float32. Pickle checkpoints are refused.")
+                   "from models/vae_hdr, in float32, under ComfyUI's model management (moved "
+                   "to the GPU when it encodes or decodes, offloaded when other models need "
+                   "the memory). Pickle checkpoints are refused.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -120,7 +135,7 @@ class HDRLoadVAE:
     def load(self, vae_name, path=""):
         from ..hdr.models.hdr_vae import load_hdr_vae
 
-        return (load_hdr_vae(_vae_path(vae_name, path)),)
+        return (ManagedHDRVAE(load_hdr_vae(_vae_path(vae_name, path))),)
 
 
 class HDRVAEEncode:
@@ -128,7 +143,9 @@ class HDRVAEEncode:
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "encode"
     DESCRIPTION = ("Encodes a scene-linear IMAGE to the HDR VAE's 32-channel LATENT (the "
-                   "posterior's mode: deterministic, no sampling noise). Alpha is ignored.")
+                   "posterior's mode: deterministic, no sampling noise), in float32 (bf16/fp16 "
+                   "IMAGEs are widened). Alpha is ignored. Large frames encode in tiles equal "
+                   "to the whole-frame encode.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -136,18 +153,29 @@ class HDRVAEEncode:
             "image": ("IMAGE", {"tooltip": "Scene-linear RGB (1.0 = diffuse white, values above "
                                            "1 kept); width and height multiples of 8."}),
             "hdr_vae": (HDR_VAE, {"tooltip": "From Load HDR VAE."}),
-        }}
+        }, "optional": {"tile_size": _tile_input("encode")}}
 
-    def encode(self, image, hdr_vae):
-        vae = _require_vae(hdr_vae)
-        rgb = require_image(image, "image", "HDR VAE Encode")[..., :3].float()
+    def encode(self, image, hdr_vae, tile_size=0):
+        import comfy.model_management
+        import comfy.utils
+
+        managed = _require_vae(hdr_vae)
+        vae = managed.vae
+        rgb = require_image(image, "image", "HDR VAE Encode")[..., :3]
         factor = vae.spatial_compression_ratio
         if rgb.shape[1] % factor or rgb.shape[2] % factor:
             raise ValueError(f"image is {rgb.shape[2]}x{rgb.shape[1]}; HDR VAE Encode needs a "
                              f"width and height that are multiples of {factor}: crop or pad it")
+        tile = _tile(tile_size, factor, rgb.shape[1] // factor, rgb.shape[2] // factor)
+        device = managed.load(*rgb.shape[:3], tile, encode=True)
+        progress = comfy.utils.ProgressBar(1)
         with torch.no_grad():
-            latent = vae.to(_device()).encode(rgb.movedim(-1, 1).to(vae.device)).mode()
-        return ({"samples": latent.cpu()},)
+            pixels = rgb.movedim(-1, 1).to(device=device, dtype=torch.float32)
+            posterior = (vae.encode(pixels) if tile is None
+                         else vae.encode_tiled(pixels, tile, progress.update_absolute))
+        progress.update_absolute(progress.total)
+        latent = posterior.mode().to(comfy.model_management.intermediate_device())
+        return ({"samples": latent},)
 
 
 class HDRVAEDecode:
@@ -166,28 +194,29 @@ class HDRVAEDecode:
             "samples": ("LATENT", {"tooltip": "A 32-channel HDR latent (Empty HDR Latent, HDR "
                                               "VAE Encode or a sampler with an HDR model)."}),
             "hdr_vae": (HDR_VAE, {"tooltip": "From Load HDR VAE."}),
-            "tile_size": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 64, "tooltip": (
-                "Tile edge in output pixels for large frames (less memory, same pixels); "
-                "0 = whole frame up to 512 px, 512 px tiles above.")}),
+            "tile_size": _tile_input("decode"),
         }}
 
     def decode(self, samples, hdr_vae, tile_size):
+        import comfy.model_management
         import comfy.utils
 
-        vae = _require_vae(hdr_vae).to(_device())
-        latent = _frames(samples["samples"]).to(vae.device)
-        tile = None
-        if tile_size:
-            tile = max(tile_size // vae.spatial_compression_ratio, 1)
-        elif max(latent.shape[-2:]) > AUTO_TILE_LATENT:
-            tile = AUTO_TILE_LATENT
+        managed = _require_vae(hdr_vae)
+        vae = managed.vae
+        latent = _frames(samples["samples"])
+        factor = vae.spatial_compression_ratio
+        tile = _tile(tile_size, factor, *latent.shape[-2:])
+        device = managed.load(latent.shape[0], latent.shape[2] * factor,
+                              latent.shape[3] * factor, tile, encode=False)
         progress = comfy.utils.ProgressBar(1)
         with torch.no_grad():
+            latent = latent.to(device)
             decoded = (vae.decode(latent) if tile is None
                        else vae.decode_tiled(latent, tile, progress.update_absolute))
         progress.update_absolute(progress.total)
-        linear = decoded.linear.movedim(1, -1).cpu()
-        display = ((decoded.display.movedim(1, -1).cpu() + 1.0) / 2.0).clamp(0.0, 1.0)
+        output = comfy.model_management.intermediate_device()
+        linear = decoded.linear.movedim(1, -1).to(output)
+        display = ((decoded.display.movedim(1, -1).to(output) + 1.0) / 2.0).clamp(0.0, 1.0)
         return {"ui": hdr_view(linear, display, label="HDR VAE Decode"),
                 "result": (linear, display)}
 
@@ -219,12 +248,15 @@ class HDREmptyLatent:
         }
 
     def generate(self, width, height, batch_size, hdr_vae=None):
+        import comfy.model_management
+
         factor, channels = 8, 32
         if hdr_vae is not None:
-            vae = _require_vae(hdr_vae)
+            vae = _require_vae(hdr_vae).vae
             factor, channels = vae.spatial_compression_ratio, vae.config.latent_channels
-        return ({"samples": torch.zeros(batch_size, channels, height // factor,
-                                        width // factor)},)
+        shape = (batch_size, channels, height // factor, width // factor)
+        device = comfy.model_management.intermediate_device()
+        return ({"samples": torch.zeros(shape, device=device)},)
 
 
 NODE_CLASS_MAPPINGS = {"HDRLoadVAE": HDRLoadVAE, "HDRVAEEncode": HDRVAEEncode,

@@ -21,7 +21,8 @@ class HDRSaveFloatArray:
     OUTPUT_NODE = True
     FUNCTION = "save"
     DESCRIPTION = ("Writes the IMAGE batch as one float32 NumPy file [frames, height, width, "
-                   "channels] in the output folder: every value exactly, nothing clamped.")
+                   "channels] in the output folder: every value exactly (bf16/fp16 IMAGEs "
+                   "widened losslessly), nothing clamped.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -41,7 +42,7 @@ class HDRSaveFloatArray:
         filename = f"{stem}_{counter:05}_.npy"
         with atomic_path(folder / filename) as temporary:
             with open(temporary, "wb") as handle:
-                np.save(handle, image.detach().cpu().numpy().astype(np.float32, copy=False))
+                np.save(handle, image.detach().to("cpu", torch.float32).numpy())
         entry = {"filename": filename, "subfolder": subfolder, "type": "output"}
         return {"ui": {"hdr_arrays": [entry]}}
 

@@ -270,7 +270,7 @@ class HDRInContextReference:
             latent = torch.cat([vae.encode(picture[None]) for picture in small])
         positive, negative = reference_conditioning(positive, negative, latent, arrangement)
         full = (*latent.shape[:-2], latent.shape[-2] * factor, latent.shape[-1] * factor)
-        return positive, negative, {"samples": torch.zeros(full)}
+        return positive, negative, {"samples": latent.new_zeros(full)}
 
 
 NODE_CLASS_MAPPINGS = {"HDRVAEDecodeUnclamped": HDRVAEDecodeUnclamped,

@@ -83,3 +83,7 @@ def tiny_hdr_models(workflow_inputs) -> dict:
     """The tiny HDR set (dual-head HDR VAE, widened Qwen-Image DiT + model card, prompt
     embeddings) as workflows/hdr_vae_widened_dit uses."""
     return workflow_inputs["hdr"]
+
+
+# --- Devices (tests/_devices.py): the ``device`` fixture the hdr/ and model tests take. ---
+from _devices import device  # noqa: E402,F401  (a fixture, used by name)

@@ -1,8 +1,9 @@
 """Model code, one module per model; import the module you need (they pull in diffusers).
 
 - :mod:`.hdr_vae`: the dual-head HDR VAE (``HDRAutoencoder``, ``load_hdr_vae``,
-  ``vae_loss``), with :mod:`.tiling` (frame-synchronous tiled decode) and
-  :mod:`.warm_start` (copying a pretrained AutoencoderKL in);
+  ``vae_loss``), with :mod:`.tiling` (frame-synchronous tiled encode and decode),
+  :mod:`.precision` (strict float32: TF32 off) and :mod:`.warm_start` (copying a
+  pretrained AutoencoderKL in);
 - :mod:`.widen`: widening a DiT's latent input and prediction 16 -> 32 channels;
 - :mod:`.cfa`: CFA attention maths.
 """

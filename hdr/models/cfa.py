@@ -22,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._array import half_in_float32
+
 __all__ = ["ALPHA_RANGE", "cfa_combine", "check_alpha", "masks_to_token_grid"]
 
 ALPHA_RANGE = (0.0, 2.0)
@@ -159,6 +161,7 @@ def _pixel_grid(masks: torch.Tensor, latent_shape: tuple, temporal_compression: 
     return masks
 
 
+@half_in_float32
 def masks_to_token_grid(
     masks: torch.Tensor,
     latent_shape: tuple,
@@ -194,7 +197,8 @@ def masks_to_token_grid(
 
     Returns
     -------
-    Token weights ``[rows, frames', h', w']`` (``frames' = 1`` for image latents);
+    Token weights ``[rows, frames', h', w']`` (``frames' = 1`` for image latents), in the
+    masks' dtype and device (bfloat16/float16 masks are resampled in float32);
     ``flatten(1)`` gives the model's token order (time, then rows, then columns).
 
     Raises

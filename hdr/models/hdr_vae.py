@@ -20,7 +20,10 @@ the 16- and 4-channel AutoencoderKLs (FLUX.1, SD3, SD/SDXL).
 The display head outputs display code values in diffusers' image range ([-1, 1] is black
 to the SDR peak, sRGB-encoded); ``(display + 1) / 2`` is a ComfyUI IMAGE. The scene-linear
 head outputs scene-linear light (1.0 = diffuse white) and is never clamped. The model
-runs in float32 only: bf16 and fp16 band smooth HDR gradients.
+runs in float32 only: bf16 and fp16 band smooth HDR gradients, and so does TF32, so its
+encodes and decodes run under :func:`.precision.strict_fp32` (TF32 off for its own
+convolutions and matmuls, the caller's settings restored afterwards). Training's backward
+pass runs outside that block, under the trainer's settings.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from ..gamut import luminance
 from ..tonemap import TONE_MAPPERS, get_tone_mapper
 from ..transfer import srgb_encode
 from .checkpoint_dir import check_safetensors_dir
-from .tiling import decode_tiled
+from .precision import strict_fp32
+from .tiling import decode_tiled, encode_tiled
 from .warm_start import copy_autoencoder_kl
 
 __all__ = [
@@ -244,8 +248,7 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"{name} must be [batch, channels, height, width], got shape "
                              f"{tuple(tensor.shape)}")
 
-    def encode(self, x_linear: torch.Tensor) -> DiagonalGaussianDistribution:
-        """Encode scene-linear ``[B, 3, H, W]`` (H, W multiples of 8) to the latent posterior."""
+    def _check_image(self, x_linear: torch.Tensor) -> None:
         self._check_fp32(x_linear, "x_linear")
         factor = self.spatial_compression_ratio
         if x_linear.shape[1] != self.config.in_channels:
@@ -255,10 +258,27 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(f"x_linear is {x_linear.shape[-2]}x{x_linear.shape[-1]}; height "
                              f"and width must be multiples of {factor}: pad or crop it")
         _check_finite(x_linear, "x_linear", "the scene-linear input must be finite")
-        moments = self.encoder(self.input_normalisation(x_linear))
+
+    def _posterior(self, moments: torch.Tensor) -> DiagonalGaussianDistribution:
         if self.quant_conv is not None:
             moments = self.quant_conv(moments)
         return DiagonalGaussianDistribution(moments)
+
+    def encode(self, x_linear: torch.Tensor) -> DiagonalGaussianDistribution:
+        """Encode scene-linear ``[B, 3, H, W]`` (H, W multiples of 8) to the latent posterior."""
+        self._check_image(x_linear)
+        with strict_fp32():
+            return self._posterior(self.encoder(self.input_normalisation(x_linear)))
+
+    def encode_tiled(self, x_linear: torch.Tensor, tile_latent: int = 64,
+                     progress=None) -> DiagonalGaussianDistribution:
+        """Encode a large frame tile by tile, equal to :meth:`encode` to float32 rounding
+        (whole-frame GroupNorm statistics, true neighbours for every convolution: see
+        :mod:`.tiling`). ``tile_latent`` and ``progress`` as :meth:`decode_tiled`."""
+        self._check_image(x_linear)
+        with strict_fp32():
+            return self._posterior(encode_tiled(self.input_normalisation, self.encoder,
+                                                x_linear, tile_latent, progress))
 
     def check_latent(self, z: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``z`` is a finite float32 HDR-VAE latent."""
@@ -282,7 +302,8 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
     def decode(self, z: torch.Tensor) -> HDRDecoderOutput:
         """Decode a 32-channel latent through both heads."""
         self.check_latent(z)
-        return self._finish(self.display_head(z), self.linear_head(z))
+        with strict_fp32():
+            return self._finish(self.display_head(z), self.linear_head(z))
 
     def decode_tiled(self, z: torch.Tensor, tile_latent: int = 64,
                      progress=None) -> HDRDecoderOutput:
@@ -302,9 +323,10 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
             ``progress(done, total)`` called after every tile, or None.
         """
         self.check_latent(z)
-        display, linear_code = decode_tiled((self.display_head, self.linear_head), z,
-                                            tile_latent, progress)
-        return self._finish(display, linear_code)
+        with strict_fp32():
+            display, linear_code = decode_tiled((self.display_head, self.linear_head), z,
+                                                tile_latent, progress)
+            return self._finish(display, linear_code)
 
     def forward(self, x_linear: torch.Tensor, sample_posterior: bool = False,
                 generator: torch.Generator | None = None) -> HDRAutoencoderOutput:

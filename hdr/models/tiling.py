@@ -1,4 +1,5 @@
-"""Tiled decoding of a diffusers 2D ``Decoder`` that equals the whole-frame decode.
+"""Tiled decoding and encoding of diffusers 2D ``Decoder``/``Encoder``s that equal the
+whole-frame pass.
 
 The usual tiled VAE decode runs every tile through the whole decoder on its own, so each
 tile's GroupNorm layers normalise with that tile's statistics: tiles shift in exposure
@@ -15,9 +16,15 @@ Here the decoder runs *frame-synchronously* instead:
   halo of true neighbours. Tiles therefore need no overlap and no feathering: the
   result equals :meth:`Decoder.forward` to float32 rounding.
 
+The encoder runs the same way in the other direction: ``conv_in`` (after the model's
+per-pixel input normalisation), the down blocks' resnets and their stride-2 downsampling
+convolutions (each output tile reads the ``2 t + 1`` input rows and columns it covers, with
+the bottom/right zero pad of diffusers' ``Downsample2D`` only at the frame's edge) go tile
+by tile; the mid block and the output convolution run on the latent-sized frame.
+
 Memory: the whole-frame activations between GroupNorms stay resident (the input, the
 block's hidden state and its output); the convolution and activation temporaries, which
-dominate an untiled decode, only ever exist for one tile.
+dominate an untiled pass, only ever exist for one tile.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["decode_tiled"]
+__all__ = ["decode_tiled", "encode_tiled"]
 
 
 class _Tiler:
@@ -57,10 +64,29 @@ class _Tiler:
             result[..., top * scale:bottom * scale, left * scale:right * scale] = tile[
                 ..., above * scale:(above + bottom - top) * scale,
                 before * scale:(before + right - left) * scale]
-            self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, self.total)
+            self._tick()
         return result
+
+    def map_down(self, conv: nn.Conv2d, frame: torch.Tensor) -> torch.Tensor:
+        """``conv`` (3x3, stride 2, no padding) of ``frame`` zero-padded on the bottom and
+        right by one pixel (diffusers' ``Downsample2D``), by output tiles."""
+        batch, _, height, width = frame.shape
+        result = frame.new_empty(batch, conv.out_channels, height // 2, width // 2)
+        unit = result.shape[-2] // self.latent_height
+        for top, bottom, left, right in self.grid:
+            top, bottom, left, right = top * unit, bottom * unit, left * unit, right * unit
+            tile = frame[..., 2 * top:min(2 * bottom + 1, height),
+                         2 * left:min(2 * right + 1, width)]
+            tile = F.pad(tile, (0, 2 * right + 1 - min(2 * right + 1, width),
+                                0, 2 * bottom + 1 - min(2 * bottom + 1, height)))
+            result[..., top:bottom, left:right] = conv(tile)
+            self._tick()
+        return result
+
+    def _tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 def _statistics(norm: nn.GroupNorm, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +141,47 @@ def _decode(head: nn.Module, latent: torch.Tensor, tiler: _Tiler) -> torch.Tenso
     last = _statistics(norm, frame)
     return tiler.map(lambda x: decoder.conv_out(decoder.conv_act(_normalise(norm, x, last))),
                      [frame], decoder.conv_out.out_channels)
+
+
+def _encoder_stages(encoder: nn.Module) -> int:
+    return 1 + sum(2 * len(block.resnets) + len(block.downsamplers or ())
+                   for block in encoder.down_blocks)
+
+
+def _downsample(downsampler: nn.Module, frame: torch.Tensor, tiler: _Tiler) -> torch.Tensor:
+    if not (downsampler.use_conv and downsampler.padding == 0 and downsampler.norm is None):
+        raise ValueError("encode_tiled supports diffusers' Downsample2D as AutoencoderKL "
+                         "builds it (a 3x3 stride-2 convolution after a one-pixel pad, no "
+                         "norm); encode this model whole-frame")
+    return tiler.map_down(downsampler.conv, frame)
+
+
+@torch.no_grad()
+def encode_tiled(normalisation: nn.Module, encoder: nn.Module, image: torch.Tensor,
+                 tile_latent: int,
+                 progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Encode ``image`` ``[B, C, H, W]`` through ``normalisation`` (a per-pixel map) and a
+    diffusers ``Encoder`` by tiles; returns the encoder's output (the moments before any
+    ``quant_conv``), equal to ``encoder(normalisation(image))`` to float32 rounding.
+
+    Tiles are ``tile_latent`` latent pixels square; ``H`` and ``W`` must be multiples of
+    the encoder's compression. ``progress(done, total)`` is called after every tile.
+    """
+    if tile_latent < 1:
+        raise ValueError(f"tile_latent must be at least 1 latent pixel, got {tile_latent}; "
+                         "64 (512 input pixels) suits most GPUs")
+    factor = 2 ** sum(len(block.downsamplers or ()) for block in encoder.down_blocks)
+    tiler = _Tiler(image.shape[-2] // factor, image.shape[-1] // factor, tile_latent,
+                   _encoder_stages(encoder), progress)
+    frame = tiler.map(lambda x: encoder.conv_in(normalisation(x)), [image],
+                      encoder.conv_in.out_channels)
+    for block in encoder.down_blocks:
+        for resnet in block.resnets:
+            frame = _resnet(resnet, frame, tiler)
+        for downsampler in block.downsamplers or ():
+            frame = _downsample(downsampler, frame, tiler)
+    frame = encoder.mid_block(frame)
+    return encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(frame)))
 
 
 @torch.no_grad()

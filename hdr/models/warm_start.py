@@ -24,7 +24,7 @@ def _copy_quant_conv(source: nn.Conv2d, target: nn.Conv2d, rows: list[int]) -> N
     weight = torch.zeros_like(target.weight)
     fresh = [index for index in range(weight.shape[0]) if index not in set(rows)]
     weight[fresh, fresh] = 1.0
-    index = torch.tensor(rows)
+    index = torch.tensor(rows, device=weight.device)
     weight[index[:, None], index[None, :]] = source.weight
     bias = torch.zeros_like(target.bias)
     bias[index] = source.bias
@@ -55,9 +55,9 @@ def copy_autoencoder_kl(source: nn.Module, target: nn.Module) -> None:
         raise ValueError(f"the source VAE has {old} latent channels, more than the HDR VAE's "
                          f"{new}; build the HDR VAE with latent_channels >= {old}")
     state = source.encoder.state_dict()
-    rows = torch.tensor(_moment_rows(old, new))
     for name in ("conv_out.weight", "conv_out.bias"):
         widened = torch.zeros_like(target.encoder.state_dict()[name])
+        rows = torch.tensor(_moment_rows(old, new), device=widened.device)
         widened[rows] = state[name]
         state[name] = widened
     target.encoder.load_state_dict(state)

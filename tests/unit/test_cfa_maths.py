@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _devices import on
 
 from comfyui_hdr.hdr.models import cfa
 
@@ -17,12 +18,13 @@ def _outputs(seed: int = 0, shape=(2, 12, 8), dtype=torch.float64):
     return [torch.randn(shape, generator=generator, dtype=dtype) for _ in range(3)]
 
 
-def test_cfa_combine_matches_the_closed_form_with_overlapping_fractional_masks():
+def test_cfa_combine_matches_the_closed_form_with_overlapping_fractional_masks(device):
     base, over, under = _outputs()
     generator = torch.Generator().manual_seed(1)
     m_over = torch.rand((2, 12), generator=generator, dtype=torch.float64) * 1.2
     m_under = torch.rand((2, 12), generator=generator, dtype=torch.float64)
-    result = cfa.cfa_combine(base, over, under, m_over, m_under, 0.8, 1.3)
+    result = cfa.cfa_combine(*(on(device, t) for t in (base, over, under, m_over, m_under)),
+                             0.8, 1.3).cpu()
     b, o, u = (t.numpy() for t in (base, over, under))
     mo, mu = np.clip(m_over.numpy(), 0, 1), np.clip(m_under.numpy(), 0, 1)
     norm = np.maximum(mo + mu, 1)[..., None]
@@ -85,9 +87,9 @@ def diffhdr_token_gate(mask_video: torch.Tensor) -> torch.Tensor:
     return grid.flatten(2).transpose(1, 2)[..., 0]
 
 
-def test_wan_token_grid_equals_diffhdr_token_utils():
+def test_wan_token_grid_equals_diffhdr_token_utils(device):
     masks = (torch.rand((33, 64, 96), generator=torch.Generator().manual_seed(4)) > 0.6).float()
-    grid = cfa.masks_to_token_grid(masks, (1, 16, 9, 8, 12), (1, 2, 2))
+    grid = cfa.masks_to_token_grid(masks.to(device), (1, 16, 9, 8, 12), (1, 2, 2)).cpu()
     assert grid.shape == (1, 9, 4, 6)
     # Same averages, different summation order: float32 agreement to a few ulp.
     torch.testing.assert_close(grid.flatten(1), diffhdr_token_gate(masks), rtol=0, atol=1e-6)
@@ -119,8 +121,8 @@ def test_token_grid_shapes(masks_shape, latent_shape, patch, compression, grid_s
     assert torch.equal(grid, torch.ones(grid_shape))  # partial patches average what they cover
 
 
-def test_masks_at_another_resolution_with_the_same_aspect_are_area_resampled():
-    full = torch.zeros(1, 64, 64)
+def test_masks_at_another_resolution_with_the_same_aspect_are_area_resampled(device):
+    full = torch.zeros(1, 64, 64, device=device)
     full[:, :, :32] = 1.0
     half = full[:, ::2, ::2]
     latent = (1, 16, 8, 8)

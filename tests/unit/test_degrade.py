@@ -45,9 +45,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("quality", [20, 60, 95])
-def test_jpeg_equals_pillow_encoding_at_the_same_quality(quality):
+def test_jpeg_equals_pillow_encoding_at_the_same_quality(quality, device):
     codes = scene_codes()
-    decoded, size = degrade.jpeg_compress(codes, quality)
+    decoded, size = degrade.jpeg_compress(codes.to(device), quality)
+    assert decoded.device.type == device.type
+    decoded = decoded.cpu()
     pixels = (codes.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
@@ -129,10 +131,11 @@ def high_frequency_energy(codes: torch.Tensor) -> float:
     ("highlights", (0.75, 0.9), (0.95, 0.04)),
     ("shadows", (0.1, 0.25), (0.05, 0.04)),
 ])
-def test_selective_blur_leaves_midtones_and_blurs_its_region(region, ramp, texture):
+def test_selective_blur_leaves_midtones_and_blurs_its_region(region, ramp, texture, device):
     midtones, target = textured(0.45, 0.2), textured(*texture)
     codes = torch.cat([midtones, target], dim=1)
-    blurred = degrade.selective_blur(codes, sigma=1.5, region=region, ramp=ramp)
+    blurred = degrade.selective_blur(codes.to(device), sigma=1.5, region=region,
+                                     ramp=ramp).cpu()
     # Mask weight is exactly 0 there: identical up to float64 rounding of x + 0 * d.
     np.testing.assert_allclose(blurred[:, :32], midtones, rtol=0, atol=1e-6)
     region_after = blurred[:, 36:]  # away from the boundary blur mixes in mid-tones
@@ -148,11 +151,12 @@ def test_selective_blur_through_degrade_pair_records_its_sigma():
 
 
 @pytest.mark.parametrize("level", [0.01, 0.25])
-def test_shadow_noise_matches_the_stated_shot_and_read_variance(level):
+def test_shadow_noise_matches_the_stated_shot_and_read_variance(level, device):
     flat = torch.full((4, 64, 64, 3), level, dtype=torch.float64)
     generator = torch.Generator().manual_seed(7)
-    noise = degrade.add_shadow_noise(flat, shot=1.5e-3, read=1e-5, chroma_ratio=0.35,
-                                     highpass_kernel=7, generator=generator) - flat
+    noise = degrade.add_shadow_noise(flat.to(device), shot=1.5e-3, read=1e-5,
+                                     chroma_ratio=0.35, highpass_kernel=7,
+                                     generator=generator).cpu() - flat
     variance = 1.5e-3 * level + 1e-5
     luma = noise.mean(-1)
     red_green = (noise[..., 0] - noise[..., 1]) / math.sqrt(2)
@@ -166,6 +170,16 @@ def test_shadow_noise_matches_the_stated_shot_and_read_variance(level):
         assert float(chroma.std() / (luma.std() * math.sqrt(3))) == pytest.approx(0.35, rel=0.05)
     # High-pass: removing a wrapped box mean leaves every frame's mean exactly 0.
     np.testing.assert_allclose(noise.mean(dim=(1, 2)), 0.0, atol=1e-15)
+
+
+def test_a_seed_draws_the_same_shadow_noise_on_every_device(device):
+    # The noise is drawn on the (CPU) generator and moved to the image, so a seed names one
+    # noise field everywhere; the float64 high-pass and mixing differ only in rounding.
+    flat = torch.full((2, 32, 32, 3), 0.05, dtype=torch.float64)
+    on_cpu = degrade.add_shadow_noise(flat, generator=torch.Generator().manual_seed(5))
+    here = degrade.add_shadow_noise(flat.to(device), generator=torch.Generator().manual_seed(5))
+    assert here.device.type == device.type
+    torch.testing.assert_close(here.cpu(), on_cpu, rtol=0, atol=1e-15)
 
 
 def test_shadow_noise_is_relatively_stronger_in_the_shadows():
@@ -195,11 +209,11 @@ def test_white_balance_changes_channel_ratios_by_the_drawn_gains():
     np.testing.assert_allclose(balanced[..., 1][usable], reference[..., 1][usable], rtol=5e-6)
 
 
-def test_contrast_scales_the_deviation_from_mean_luma():
+def test_contrast_scales_the_deviation_from_mean_luma(device):
     # Grey pixels: the luma of each is its code value, so the pivot is the plain mean.
     codes = textured(0.5, 0.2)[..., :1].expand(-1, -1, 3)
     mean = float(codes.mean())
-    scaled = degrade.scale_contrast(codes, 1.3)
+    scaled = degrade.scale_contrast(codes.to(device), 1.3).cpu()
     np.testing.assert_allclose(scaled - mean, 1.3 * (codes - mean), rtol=0, atol=1e-12)
     config = only(contrast=Contrast(1.0, (0.5, 1.5)))
     assert degrade_pair(hdr_scene(1, 16), config, seed=2).applied[-1].name == "contrast"

@@ -8,14 +8,22 @@ import colour
 import numpy as np
 import pytest
 import torch
+from _devices import OnDevice
 
+import comfyui_hdr.hdr.exposure as exposure_module
 from comfyui_hdr.hdr import exposure, gamut
 
 REC709_Y = colour.RGB_COLOURSPACES["ITU-R BT.709"].matrix_RGB_to_XYZ[1]
 """Rec.709 luminance weights: the Y row of colour-science's primary matrix."""
 
 
-def test_whole_stops_are_exact_powers_of_two_in_float32():
+@pytest.fixture(name="exposure")
+def _exposure_on_device(device):
+    """``exposure`` with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(exposure_module, device)
+
+
+def test_whole_stops_are_exact_powers_of_two_in_float32(exposure):
     grey = torch.full((21,), 0.18, dtype=torch.float32)
     stops = torch.arange(-10, 11, dtype=torch.float32)
     pushed = exposure.apply_stops(grey, stops)
@@ -24,14 +32,14 @@ def test_whole_stops_are_exact_powers_of_two_in_float32():
     np.testing.assert_array_equal(pushed.numpy(), expected)
 
 
-def test_apply_stops_matches_closed_form_and_keeps_negatives():
+def test_apply_stops_matches_closed_form_and_keeps_negatives(exposure):
     x = np.random.default_rng(0).uniform(-1.0, 100.0, (8, 3))
     np.testing.assert_allclose(exposure.apply_stops(x, 2.5), x * 2**2.5, rtol=1e-15)
     np.testing.assert_allclose(exposure.apply_stops(x, -1.0), x / 2, rtol=0)
     assert exposure.apply_stops(-0.5, 1.0) == -1.0
 
 
-def test_apply_stops_is_differentiable_in_x_and_stops():
+def test_apply_stops_is_differentiable_in_x_and_stops(exposure):
     x = torch.tensor([0.18, 1.0], dtype=torch.float64, requires_grad=True)
     stops = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     exposure.apply_stops(x, stops).sum().backward()
@@ -40,14 +48,14 @@ def test_apply_stops_is_differentiable_in_x_and_stops():
     assert stops.grad.item() == pytest.approx(math.log(2) * 1.18 * 2**1.5, rel=1e-14)
 
 
-def test_stops_between_is_log2_of_the_ratio():
+def test_stops_between_is_log2_of_the_ratio(exposure):
     a = np.array([0.18, 1.0, 0.01])
     b = np.array([1.44, 0.5, 100.0])
     np.testing.assert_allclose(exposure.stops_between(a, b), np.log2(b / a), rtol=1e-15)
     assert exposure.stops_between(0.18, 0.18 * 2**12) == 12.0
 
 
-def test_to_stops_reads_mid_grey_as_zero_and_floors_black():
+def test_to_stops_reads_mid_grey_as_zero_and_floors_black(exposure):
     x = np.array([0.18, 0.72, 1.0, 0.0, -1.0, 0.18 * 2**-30])
     expected = [0.0, 2.0, math.log2(1 / 0.18), -20.0, -20.0, -20.0]
     np.testing.assert_allclose(exposure.to_stops(x), expected, rtol=1e-15)

@@ -7,14 +7,15 @@ import colour
 import numpy as np
 import pytest
 import torch
+from _devices import OnDevice
 from _iso21496_oracle import parse_iso_21496_1
 
+import comfyui_hdr.hdr.gainmap as gainmap_module
 from comfyui_hdr.hdr.gainmap import (
     apply_gain_map,
     extract_gain_map,
     gain_map_weight,
     gmodiff_decode_gain,
-    gmodiff_encode_gain,
 )
 from comfyui_hdr.hdr.gainmap_metadata import (
     GainMapMetadata,
@@ -25,6 +26,12 @@ from comfyui_hdr.hdr.gainmap_metadata import (
 )
 
 REC709 = colour.RGB_COLOURSPACES["ITU-R BT.709"]
+
+
+@pytest.fixture(name="gm")
+def _gm_on_device(device):
+    """The library with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(gainmap_module, device, numpy_results=('extract_gain_map',))
 
 
 def luminance(rgb):
@@ -45,11 +52,11 @@ def relative_error(estimate, truth):
     return np.abs(estimate - truth) / np.abs(truth)
 
 
-def test_8bit_luminance_map_round_trip_is_within_1_percent_median_luminance():
+def test_8bit_luminance_map_round_trip_is_within_1_percent_median_luminance(gm):
     hdr, sdr = synthetic_pair()
-    image, metadata = extract_gain_map(hdr, sdr, bits=8)
+    image, metadata = gm.extract_gain_map(hdr, sdr, bits=8)
     assert np.all(image * 255 == np.round(image * 255))
-    restored = apply_gain_map(sdr, image, metadata)
+    restored = gm.apply_gain_map(sdr, image, metadata)
     target = luminance(hdr)
     error = relative_error(luminance(restored), target)
     # Measured median 0.74 %. Rounding to the nearest of 255 steps over the map's 10-stop
@@ -62,11 +69,11 @@ def test_8bit_luminance_map_round_trip_is_within_1_percent_median_luminance():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_float_map_round_trip_is_exact_to_1e_5(channels):
+def test_float_map_round_trip_is_exact_to_1e_5(gm, channels):
     hdr, sdr = synthetic_pair()
-    image, metadata = extract_gain_map(hdr.astype(np.float32), sdr.astype(np.float32),
+    image, metadata = gm.extract_gain_map(hdr.astype(np.float32), sdr.astype(np.float32),
                                        bits=None, channels=channels)
-    restored = apply_gain_map(sdr.astype(np.float32), image, metadata)
+    restored = gm.apply_gain_map(sdr.astype(np.float32), image, metadata)
     # float32 log2/exp2 over 18 stops: the residual is rounding, ~1e-6 relative.
     target = luminance(hdr) if channels == 1 else hdr
     result = luminance(restored) if channels == 1 else restored
@@ -74,15 +81,15 @@ def test_float_map_round_trip_is_exact_to_1e_5(channels):
     assert image.shape == (32, 32, channels)
 
 
-def test_uint8_map_equals_its_float_codes_and_upsampling_keeps_a_constant_map():
+def test_uint8_map_equals_its_float_codes_and_upsampling_keeps_a_constant_map(gm):
     hdr, sdr = synthetic_pair()
-    codes, metadata = extract_gain_map(hdr, sdr, as_uint8=True)
+    codes, metadata = gm.extract_gain_map(hdr, sdr, as_uint8=True)
     assert codes.dtype == np.uint8
-    np.testing.assert_allclose(apply_gain_map(sdr, codes, metadata),
-                               apply_gain_map(sdr, codes / 255.0, metadata), rtol=1e-12)
+    np.testing.assert_allclose(gm.apply_gain_map(sdr, codes, metadata),
+                               gm.apply_gain_map(sdr, codes / 255.0, metadata), rtol=1e-12)
     constant = np.full((8, 8, 1), 0.5)
-    np.testing.assert_allclose(apply_gain_map(sdr, constant, metadata),
-                               apply_gain_map(sdr, np.full((32, 32, 1), 0.5), metadata),
+    np.testing.assert_allclose(gm.apply_gain_map(sdr, constant, metadata),
+                               gm.apply_gain_map(sdr, np.full((32, 32, 1), 0.5), metadata),
                                rtol=1e-12)
 
 
@@ -101,11 +108,11 @@ def test_weight_matches_libavif(display, weight):
     assert gain_map_weight(metadata, display) == weight
 
 
-def test_apply_matches_libavif_apply_gain_values():
+def test_apply_matches_libavif_apply_gain_values(gm):
     metadata = GainMapMetadata(gain_map_max=2.0, alternate_hdr_headroom=2.0)
     gains, bases, expected = (np.array(column) for column in zip(*LIBAVIF_APPLY, strict=True))
     base = np.repeat(bases[:, None, None], 3, axis=-1).reshape(1, -1, 3)
-    result = apply_gain_map(base, gains.reshape(1, -1, 1), metadata, 2.0)
+    result = gm.apply_gain_map(base, gains.reshape(1, -1, 1), metadata, 2.0)
     # libavif computes in float32: agreement to 1e-6 relative (plus 1e-9 at black).
     np.testing.assert_allclose(result[0, :, 1], expected, rtol=1e-6, atol=1e-9)
 
@@ -136,15 +143,15 @@ def test_torch_path_matches_numpy_and_is_differentiable():
     assert torch.isfinite(base.grad).all()
 
 
-def test_gmodiff_gain_is_mu_law_of_normalised_log2_gain_and_round_trips():
+def test_gmodiff_gain_is_mu_law_of_normalised_log2_gain_and_round_trips(gm):
     rng = np.random.default_rng(5)
     ldr = rng.uniform(0.0, 1.0, (16, 16, 3))
     hdr = (ldr + 1 / 64) * np.exp2(rng.uniform(0.0, 5.0, ldr.shape)) - 1 / 64
-    gain, q_max = gmodiff_encode_gain(hdr, ldr)
+    gain, q_max = gm.gmodiff_encode_gain(hdr, ldr)
     normalised = np.log2((hdr + 1 / 64) / (ldr + 1 / 64)) / q_max
     # mu-law with mu = 100 written out: ln(1 + mu G) / ln(1 + mu).
     np.testing.assert_allclose(gain, np.log1p(100 * normalised) / np.log(101), rtol=1e-12)
-    np.testing.assert_allclose(gmodiff_decode_gain(gain, ldr, q_max), hdr, rtol=1e-10)
+    np.testing.assert_allclose(gm.gmodiff_decode_gain(gain, ldr, q_max), hdr, rtol=1e-10)
 
 
 # --- metadata: checked with the independent reader in _iso21496_oracle.py -------------

@@ -9,7 +9,9 @@ import numpy as np
 import PyOpenColorIO as ocio
 import pytest
 import torch
+from _devices import OnDevice
 
+import comfyui_hdr.hdr.gamut as gamut_module
 from comfyui_hdr.hdr import gamut
 
 COLOUR_NAMES = {
@@ -22,6 +24,12 @@ COLOUR_NAMES = {
     "awg4": "ARRI Wide Gamut 4",
 }
 COLOUR_CAT = {"bradford": "Bradford", "cat02": "CAT02", None: None}
+
+
+@pytest.fixture(name="gamut")
+def _gamut_on_device(device):
+    """``gamut`` with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(gamut_module, device)
 
 
 def colour_space(name: str, derived: bool = True):
@@ -89,7 +97,7 @@ def test_chromatic_adaptation_matches_colour_von_kries():
             rtol=0, atol=1e-12)
 
 
-def test_rec709_to_rec2020_matches_ocio_studio_config_to_2e_6(studio_config):
+def test_rec709_to_rec2020_matches_ocio_studio_config_to_2e_6(gamut, studio_config):
     # OCIO applies its float32 matrix to float32 pixels; so do we. Measured: 0.0.
     rgb = np.random.default_rng(0).uniform(-0.5, 2.0, (4096, 3)).astype(np.float32)
     expected = ocio_apply(studio_config, "Linear Rec.709 (sRGB)", "Linear Rec.2020", rgb)
@@ -112,7 +120,7 @@ def test_each_ocio_alias_names_the_gamut_the_studio_config_uses(studio_config, a
 
 
 @pytest.mark.parametrize("adaptation", ["bradford", "cat02", None])
-def test_round_trips_through_every_gamut_are_exact_to_1e_12(adaptation):
+def test_round_trips_through_every_gamut_are_exact_to_1e_12(gamut, adaptation):
     rgb = np.random.default_rng(1).uniform(-1.0, 100.0, (64, 3))
     for src, dst in itertools.product(gamut.GAMUTS, repeat=2):
         there = gamut.convert_gamut(rgb, src, dst, adaptation)
@@ -121,7 +129,7 @@ def test_round_trips_through_every_gamut_are_exact_to_1e_12(adaptation):
                                    rtol=0, atol=1e-12)
 
 
-def test_negatives_and_highlights_pass_through_unclamped():
+def test_negatives_and_highlights_pass_through_unclamped(gamut):
     rec2020_green = np.array([0.0, 1000.0, 0.0])
     rec709 = gamut.convert_gamut(rec2020_green, "rec2020", "rec709")
     assert rec709[0] < -500 and rec709[2] < -50 and rec709[1] > 1000
@@ -130,14 +138,14 @@ def test_negatives_and_highlights_pass_through_unclamped():
                                rtol=1e-15)
 
 
-def test_white_stays_white_with_adaptation_and_tints_without():
+def test_white_stays_white_with_adaptation_and_tints_without(gamut):
     white = gamut.convert_gamut(np.ones(3), "rec709", "ap0")
     np.testing.assert_allclose(white, np.ones(3), rtol=0, atol=1e-12)
     tinted = gamut.convert_gamut(np.ones(3), "rec709", "ap0", adaptation=None)
     assert np.abs(tinted - 1).max() > 0.01
 
 
-def test_convert_gamut_keeps_dtype_shape_and_gradient():
+def test_convert_gamut_keeps_dtype_shape_and_gradient(gamut):
     image = torch.rand(2, 5, 7, 3, dtype=torch.float32, requires_grad=True)
     out = gamut.convert_gamut(image, "rec709", "ap1")
     assert out.shape == image.shape and out.dtype == torch.float32
@@ -157,7 +165,7 @@ def test_luminance_weights_are_the_y_row_of_colour_science():
                                atol=5e-5)  # BT.709-6 item 3.2 prints 4 decimals
 
 
-def test_luminance_of_an_image_batch_matches_colour_rgb_luminance():
+def test_luminance_of_an_image_batch_matches_colour_rgb_luminance(gamut):
     image = np.random.default_rng(2).uniform(0, 50, (2, 4, 6, 3))
     space = colour_space("rec2020")
     expected = colour.RGB_luminance(image, space.primaries, space.whitepoint)
@@ -172,7 +180,7 @@ def _ictcp_samples() -> np.ndarray:
     return np.concatenate([random, edges])
 
 
-def test_ictcp_matches_colour_science_bt2100_pq_to_1e_12():
+def test_ictcp_matches_colour_science_bt2100_pq_to_1e_12(gamut):
     # Scene-linear at 100 nits per 1.0 up to 10000 nits, plus black, primaries and peak.
     # Same maths in float64: measured 8e-14.
     rgb = _ictcp_samples()
@@ -182,7 +190,7 @@ def test_ictcp_matches_colour_science_bt2100_pq_to_1e_12():
                                rtol=0, atol=1e-12)
 
 
-def test_ictcp_inverse_matches_colour_science_and_round_trips():
+def test_ictcp_inverse_matches_colour_science_and_round_trips(gamut):
     rgb = _ictcp_samples()
     ictcp = colour.RGB_to_ICtCp(rgb * 203, method="ITU-R BT.2100-2 PQ")
     expected = colour.ICtCp_to_RGB(ictcp, method="ITU-R BT.2100-2 PQ") / 203
@@ -196,7 +204,7 @@ def test_ictcp_inverse_matches_colour_science_and_round_trips():
                                rtol=0, atol=1e-9)
 
 
-def test_ictcp_in_float32_is_within_1e_4_of_float64():
+def test_ictcp_in_float32_is_within_1e_4_of_float64(gamut):
     # float32 PQ: 24-bit mantissa through x**0.159 and x**78.8; measured 7e-5 at worst.
     rgb = _ictcp_samples()
     ours = gamut.rgb2020_to_ictcp(torch.tensor(rgb, dtype=torch.float32))
@@ -204,7 +212,7 @@ def test_ictcp_in_float32_is_within_1e_4_of_float64():
     np.testing.assert_allclose(ours.numpy(), gamut.rgb2020_to_ictcp(rgb), rtol=0, atol=1e-4)
 
 
-def test_delta_e_itp_matches_colour_science_and_bt2124_example():
+def test_delta_e_itp_matches_colour_science_and_bt2124_example(gamut):
     rng = np.random.default_rng(4)
     low, high = [0.0, -0.5, -0.5], [1.0, 0.5, 0.5]
     a, b = rng.uniform(low, high, (1000, 3)), rng.uniform(low, high, (1000, 3))
@@ -218,14 +226,14 @@ def test_delta_e_itp_matches_colour_science_and_bt2124_example():
     assert isinstance(batch, torch.Tensor) and batch.shape == (10, 100)
 
 
-def test_one_nit_step_at_100_nits_grey_is_a_small_delta_e_itp():
+def test_one_nit_step_at_100_nits_grey_is_a_small_delta_e_itp(gamut):
     # BT.2124: ~1 is a just-noticeable difference; 1% luminance at 100 nits is below 1.
     grey = gamut.rgb2020_to_ictcp(np.array([1.0, 1.0, 1.0]))
     brighter = gamut.rgb2020_to_ictcp(np.array([1.01, 1.01, 1.01]))
     assert 0.1 < float(gamut.delta_e_itp(grey, brighter)) < 1.0
 
 
-def test_unknown_names_raise_value_error_listing_valid_ones():
+def test_unknown_names_raise_value_error_listing_valid_ones(gamut):
     with pytest.raises(ValueError, match="'rec2021' is unknown.*rec709.*awg4"):
         gamut.get_gamut("rec2021")
     with pytest.raises(ValueError, match="gamut 'nope'"):
@@ -239,7 +247,7 @@ def test_names_are_case_insensitive_and_gamuts_pass_through():
     assert gamut.get_gamut(gamut.GAMUTS["ap1"]) is gamut.GAMUTS["ap1"]
 
 
-def test_wrong_channel_count_and_nits_raise_value_error():
+def test_wrong_channel_count_and_nits_raise_value_error(gamut):
     with pytest.raises(ValueError, match=r"rgb must have 3 channels.*\(2, 4\).*\[\.\.\., :3\]"):
         gamut.convert_gamut(np.ones((2, 4)), "rec709", "rec2020")
     with pytest.raises(ValueError, match="nits_at_1 must be > 0"):

@@ -3,10 +3,13 @@
 Every model here is tiny (block widths 32/64, one layer per block: 2x compression) and
 seeded, so the whole file runs in seconds on a shared CPU. Oracles: bit equality where
 the maths is the same computation (round trips, warm start, zero-weight channels),
-colour-science for the display target's sRGB encoding, and closed forms written out in
-the tests for the normalisation and the loss.
+colour-science for the display target's sRGB encoding, closed forms written out in the
+tests for the normalisation and the loss, and a float64 copy of the model for strict
+float32 (TF32 off). Tests taking ``device`` run on every available device.
 """
 
+import contextlib
+import copy
 import math
 
 import colour
@@ -25,6 +28,7 @@ from comfyui_hdr.hdr.models.hdr_vae import (
     load_hdr_vae,
     vae_loss,
 )
+from comfyui_hdr.hdr.models.precision import FP32_PRECISION_FLAGS, strict_fp32
 from comfyui_hdr.hdr.scenes import hdr_scene, hdr_scenes
 
 TINY = dict(block_out_channels=(32, 64), layers_per_block=1,
@@ -50,14 +54,15 @@ def stops(scene_linear: torch.Tensor) -> torch.Tensor:
     return torch.log2(scene_linear.clamp_min(FLOOR))
 
 
-@pytest.fixture(scope="module")
-def vae() -> HDRAutoencoder:
-    return tiny_vae()
+@pytest.fixture
+def vae(device) -> HDRAutoencoder:
+    return tiny_vae().to(device)
 
 
-def test_one_32_channel_gaussian_latent_decodes_through_both_heads_at_full_size(vae):
+def test_one_32_channel_gaussian_latent_decodes_through_both_heads_at_full_size(vae, device):
     with torch.no_grad():
-        output = vae(scenes())
+        output = vae(scenes().to(device))
+    assert output.display.device.type == output.latent_dist.mean.device.type == device.type
     assert output.latent_dist.mean.shape == (2, 32, 16, 16)
     assert output.latent_dist.logvar.shape == (2, 32, 16, 16)
     assert output.display.shape == output.linear.shape == (2, 3, 32, 32)
@@ -84,18 +89,19 @@ def test_normalisation_is_invertible_from_1e_minus_4_to_1e5_and_keeps_negatives(
                                values.flatten().numpy(), rtol=2e-5)
 
 
-def test_linear_head_is_never_clamped():
+def test_linear_head_is_never_clamped(device):
     # Push the linear head's output code to +1.5: 2^(1.5 * 14.5 + 2.5) = 2^24.25 scene-linear,
     # far above any clamp (diffusers' Qwen-Image _decode clamps to [-1, 1]).
-    head = tiny_vae(seed=3)
+    head = tiny_vae(seed=3).to(device)
     with torch.no_grad():
         head.linear_head.decoder.conv_out.weight.zero_()
         head.linear_head.decoder.conv_out.bias.fill_(1.5)
-        decoded = head.decode(torch.zeros(1, 32, 8, 8))
-    np.testing.assert_allclose(decoded.linear.numpy(), 2.0**24.25, rtol=1e-5)
+        decoded = head.decode(torch.zeros(1, 32, 8, 8, device=device))
+    np.testing.assert_allclose(decoded.linear.cpu().numpy(), 2.0**24.25, rtol=1e-5)
 
 
-def test_load_hdr_vae_round_trips_bit_exactly(vae, tmp_path):
+def test_load_hdr_vae_round_trips_bit_exactly(tmp_path):
+    vae = tiny_vae()
     vae.save_pretrained(tmp_path)
     loaded = load_hdr_vae(tmp_path)
     for name, tensor in vae.state_dict().items():
@@ -113,16 +119,17 @@ def test_load_hdr_vae_round_trips_bit_exactly(vae, tmp_path):
 
 
 @pytest.mark.parametrize("source_channels", [16, 4])
-def test_warm_started_display_head_equals_the_source_decoder_exactly(source_channels):
-    source = tiny_kl(source_channels)
+def test_warm_started_display_head_equals_the_source_decoder_exactly(source_channels, device):
+    source = tiny_kl(source_channels).to(device)
     model = HDRAutoencoder.from_autoencoder_kl(source).eval()
     torch.manual_seed(5)
-    z = torch.randn(2, source_channels, 16, 16)
-    extra = torch.randn(2, 32 - source_channels, 16, 16)
-    with torch.no_grad():
+    z = torch.randn(2, source_channels, 16, 16).to(device)
+    extra = torch.randn(2, 32 - source_channels, 16, 16).to(device)
+    with torch.no_grad(), strict_fp32():
         expected = source.decode(z).sample
         display = model.decode(torch.cat([z, extra], dim=1)).display
-    # Zero weights on the new channels add exact zeros: the difference is 0.0, not ~1e-7.
+    # Zero weights on the new channels add exact zeros: the difference is 0.0, not ~1e-7
+    # (on CUDA too, with both decodes in strict float32: same kernels, same sums).
     assert (display - expected).abs().max().item() == 0.0
 
 
@@ -141,8 +148,8 @@ def test_warm_start_puts_the_new_channels_at_the_prior_and_lets_gradients_reach_
     assert new_columns.abs().max().item() > 0.0
 
 
-def test_tiled_decode_equals_the_whole_frame_decode_and_shows_no_seam(vae):
-    frame = hdr_scene(3, 64, 64).permute(2, 0, 1)[None]
+def test_tiled_decode_equals_the_whole_frame_decode_and_shows_no_seam(vae, device):
+    frame = hdr_scene(3, 64, 64).permute(2, 0, 1)[None].to(device)
     with torch.no_grad():
         z = vae.encode(frame).mode()
         whole = vae.decode(z)
@@ -156,12 +163,113 @@ def test_tiled_decode_equals_the_whole_frame_decode_and_shows_no_seam(vae):
     assert (tiled.display - whole.display).abs().max().item() <= 1e-4
     # No seam: the error within 2 pixels of a tile edge (every 16 pixels) is no more than
     # twice the interior's.
-    position = torch.arange(64) % 16
+    position = torch.arange(64, device=device) % 16
     near_edge = (position <= 1) | (position >= 14)
     border = near_edge[:, None] | near_edge[None, :]
     assert error[border].max() <= 2 * error[~border].max()
     assert calls[-1][0] == calls[-1][1] and [done for done, _ in calls] == list(
         range(1, len(calls) + 1))
+
+
+@pytest.mark.parametrize("tile_latent", [5, 8, 32])
+def test_tiled_encode_equals_the_whole_frame_encode(vae, device, tile_latent):
+    # 64 x 48 pixels = 32 x 24 latent pixels: tiles of 5 leave ragged edge tiles, 32 is one
+    # tile. The encoder's GroupNorms take whole-frame statistics and every convolution (the
+    # stride-2 downsampling included) reads its true neighbours, so only float32 rounding
+    # differs. Oracle: the same model in float64. Measured on CPU: the tiled encode is
+    # 3.9e-6 from it, the whole-frame float32 encode 9.4e-5 (its GroupNorm sums a whole
+    # frame in float32), so they agree to 9.6e-5 (means up to 2.7).
+    frame = hdr_scene(5, 48, 64).permute(2, 0, 1)[None].to(device)
+    calls = []
+    with torch.no_grad():
+        whole = vae.encode(frame)
+        tiled = vae.encode_tiled(frame, tile_latent, lambda done, total: calls.append(
+            (done, total)))
+        oracle = copy.deepcopy(vae).cpu().double()
+        moments = oracle.quant_conv(oracle.encoder(oracle.input_normalisation(
+            frame.cpu().double())))
+    assert tiled.mean.shape == whole.mean.shape == (1, 32, 24, 32)
+    for name, expected in (("mean", moments[:, :32]), ("logvar", moments[:, 32:])):
+        got, reference = getattr(tiled, name), getattr(whole, name)
+        assert (got.cpu().double() - expected).abs().max().item() <= 2e-5
+        assert (got - reference).abs().max().item() <= 2e-4
+    tiles = math.ceil(24 / tile_latent) * math.ceil(32 / tile_latent)
+    # conv_in, then per down block 2 convolutions x 1 resnet (+ the first block's
+    # downsampling): 1 + 3 + 2 = 6 stages, each over every tile.
+    assert calls[-1] == (6 * tiles, 6 * tiles)
+
+
+def test_tiled_encode_refuses_a_tile_under_one_latent_pixel(vae):
+    with pytest.raises(ValueError, match="tile_latent must be at least 1"):
+        vae.encode_tiled(torch.ones(1, 3, 16, 16), 0)
+
+
+def _tf32_settings() -> dict:
+    return {(backend, operation): getattr(getattr(torch.backends, backend),
+                                          operation).fp32_precision
+            for backend, operation in FP32_PRECISION_FLAGS}
+
+
+@contextlib.contextmanager
+def _tf32_everywhere():
+    """What a caller may have set (and torch's default for cuDNN convolutions is): TF32 on
+    every backend; the test's own settings come back afterwards."""
+    before = _tf32_settings()
+    try:
+        for backend, operation in FP32_PRECISION_FLAGS:
+            getattr(getattr(torch.backends, backend), operation).fp32_precision = "tf32"
+        yield
+    finally:
+        for (backend, operation), value in before.items():
+            getattr(getattr(torch.backends, backend), operation).fp32_precision = value
+
+
+def test_strict_fp32_turns_tf32_off_inside_and_restores_the_callers_settings_after_errors():
+    before = _tf32_settings()
+    with _tf32_everywhere():
+        with strict_fp32():
+            assert set(_tf32_settings().values()) == {"ieee"}
+        assert set(_tf32_settings().values()) == {"tf32"}
+        with pytest.raises(RuntimeError, match="inside"), strict_fp32():
+            raise RuntimeError("inside")
+        assert set(_tf32_settings().values()) == {"tf32"}
+    assert _tf32_settings() == before
+    # The legacy flags ComfyUI reads (k_diffusion's tf32_mode) stay readable after a round.
+    assert isinstance(torch.backends.cudnn.allow_tf32, bool)
+
+
+def test_encode_and_decode_run_their_convolutions_with_tf32_off(vae, device):
+    seen = []
+    hooks = [module.register_forward_pre_hook(
+        lambda module, args: seen.append(torch.backends.cudnn.conv.fp32_precision))
+        for module in (vae.encoder.conv_in, vae.display_head.decoder.conv_out,
+                       vae.linear_head.decoder.conv_out)]
+    frame = scenes(1, 16).to(device)
+    try:
+        with _tf32_everywhere(), torch.no_grad():
+            z = vae.encode(frame).mode()
+            vae.decode(z)
+            vae.decode_tiled(z, 3)
+            vae.encode_tiled(frame, 3)
+            assert set(_tf32_settings().values()) == {"tf32"}
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) >= 7 and set(seen) == {"ieee"}
+
+
+def test_the_decode_is_float32_exact_even_where_tf32_is_enabled(vae, device):
+    # Oracle: the same heads in float64. float32 convolutions stay within ~1e-6 of it;
+    # TF32 (10-bit mantissa products) would be ~1e-3 off on these 64-channel layers.
+    generator = torch.Generator().manual_seed(4)
+    z = torch.randn((1, 32, 8, 8), generator=generator)
+    reference = copy.deepcopy(vae).cpu().double()
+    with torch.no_grad():
+        expected = reference.display_head(z.double())
+        with _tf32_everywhere():
+            decoded = vae.decode(z.to(device)).display
+    error = (decoded.cpu().double() - expected).abs().max().item()
+    assert error <= 1e-5 * expected.abs().max().item()
 
 
 def edge_frame(position: float, width: int = 64) -> torch.Tensor:
@@ -213,25 +321,26 @@ def test_vae_loss_matches_its_closed_form():
     assert loss.total.item() == pytest.approx(9 / 4 + 0.25 + 0.1 * kl, rel=1e-6)
 
 
-def test_display_target_is_the_tone_mapper_sRGB_encoded_in_diffusers_range():
+def test_display_target_is_the_tone_mapper_sRGB_encoded_in_diffusers_range(device):
     scene = torch.tensor([0.0, 0.18, 1.0, 16.0, 1e4]).reshape(1, 1, 1, 5).expand(1, 3, 1, 5)
     reinhard = scene[0, 0, 0].numpy() / (1 + scene[0, 0, 0].numpy())
     expected = colour.models.eotf_inverse_sRGB(reinhard) * 2 - 1
-    np.testing.assert_allclose(display_target(scene)[0, 0, 0].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(display_target(scene.to(device))[0, 0, 0].cpu().numpy(),
+                               expected, atol=1e-6)
 
 
-def test_a_16_channel_latent_is_refused_naming_the_vae_it_needs(vae):
+def test_a_16_channel_latent_is_refused_naming_the_vae_it_needs(vae, device):
     with pytest.raises(ValueError, match="32-channel HDR-VAE latent"):
-        vae.decode(torch.zeros(1, 16, 8, 8))
+        vae.decode(torch.zeros(1, 16, 8, 8, device=device))
 
 
-def test_other_dtypes_are_refused_naming_fp32(vae):
+def test_other_dtypes_are_refused_naming_fp32(vae, device):
     with pytest.raises(ValueError, match=r"float32 \(fp32\)"):
-        vae.decode(torch.zeros(1, 32, 8, 8, dtype=torch.float16))
+        vae.decode(torch.zeros(1, 32, 8, 8, dtype=torch.float16, device=device))
     with pytest.raises(ValueError, match=r"float32 \(fp32\)"):
-        vae.encode(scenes().double())
+        vae.encode(scenes().double().to(device))
     with pytest.raises(ValueError, match=r"float32 \(fp32\)"):
-        tiny_vae().to(torch.bfloat16).decode(torch.zeros(1, 32, 8, 8))
+        tiny_vae().to(device, torch.bfloat16).decode(torch.zeros(1, 32, 8, 8, device=device))
 
 
 def test_nan_in_the_decode_is_an_error_naming_fp32(vae):

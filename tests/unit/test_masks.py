@@ -14,6 +14,7 @@ import colour
 import numpy as np
 import pytest
 import torch
+from _devices import back, on
 from scipy import ndimage
 
 from comfyui_hdr.hdr import masks
@@ -91,24 +92,25 @@ def synthetic_clip(frames: int = 6, size: int = 64) -> np.ndarray:
 
 
 @pytest.mark.parametrize("settings", [DEFAULTS, OTHER], ids=["diffhdr_defaults", "other"])
-def test_soft_masks_match_numpy_transcription_of_diffhdr(settings):
+def test_soft_masks_match_numpy_transcription_of_diffhdr(settings, device):
     clip = synthetic_clip()
     soft_settings = {k: settings[k] for k in ("over_threshold", "under_threshold",
                                               "softness", "clip_tolerance", "close_size")}
-    over, under = masks.soft_exposure_masks(clip, **soft_settings)
+    over, under = masks.soft_exposure_masks(on(device, clip), **soft_settings)
     expected_over, expected_under = oracle_soft(clip, **settings)
     # float64 in and out: only summation order differs (luminance dot product).
-    np.testing.assert_allclose(over.numpy(), expected_over, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(under.numpy(), expected_under, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back(over), expected_over, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back(under), expected_under, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("settings", [DEFAULTS, OTHER], ids=["diffhdr_defaults", "other"])
-def test_binary_masks_equal_numpy_transcription_of_diffhdr(settings):
+def test_binary_masks_equal_numpy_transcription_of_diffhdr(settings, device):
     clip = synthetic_clip()
-    result = masks.exposure_masks(clip, **settings)
+    result = masks.exposure_masks(on(device, clip), **settings)
     soft_over, soft_under = oracle_soft(clip, **settings)
-    np.testing.assert_array_equal(result.over.numpy(), oracle_stabilise(soft_over, **settings))
-    np.testing.assert_array_equal(result.under.numpy(),
+    assert result.over.device.type == device.type
+    np.testing.assert_array_equal(back(result.over), oracle_stabilise(soft_over, **settings))
+    np.testing.assert_array_equal(back(result.under),
                                   oracle_stabilise(soft_under, **settings))
 
 
@@ -132,20 +134,20 @@ def test_float32_masks_equal_float64_masks():
 
 
 @pytest.mark.parametrize("alpha", [0.7, 0.5, 0.3])
-def test_ema_lag_on_a_step_change_matches_the_closed_form(alpha):
+def test_ema_lag_on_a_step_change_matches_the_closed_form(alpha, device):
     # A 40-pixel blown square shows for frames 3..8 on a mid-grey clip.
     clip = np.full((16, 64, 64, 3), 0.5)
     clip[3:9, 12:52, 12:52] = 1.0
-    over = masks.exposure_masks(clip, ema_alpha=alpha).over[:, 32, 32].numpy()
-    on = np.flatnonzero(over)
+    over = back(masks.exposure_masks(on(device, clip), ema_alpha=alpha).over[:, 32, 32])
+    lit = np.flatnonzero(over)
     # Rising edge: ema = alpha > 0.2 on the first blown frame, so no lag. Falling edge:
     # after 6 blown frames ema = 1 - (1 - alpha)**6, then it decays by (1 - alpha) per
     # dark frame; the mask is off from the first dark frame where ema <= 0.2.
     ema, dark_frames = 1 - (1 - alpha) ** 6, 0
     while ema > 0.2:
         ema, dark_frames = ema * (1 - alpha), dark_frames + 1
-    assert on[0] == 3
-    assert on[-1] == 8 + dark_frames - 1
+    assert lit[0] == 3
+    assert lit[-1] == 8 + dark_frames - 1
     assert dark_frames - 1 == {0.7: 1, 0.5: 2, 0.3: 4}[alpha]
 
 

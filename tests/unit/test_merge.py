@@ -5,11 +5,19 @@ import colour
 import numpy as np
 import pytest
 import torch
+from _devices import OnDevice
 from scipy.ndimage import gaussian_filter
 
+import comfyui_hdr.hdr.merge as merge_module
 from comfyui_hdr.hdr.merge import estimate_translation, merge_brackets
 
 EVS = (-2.0, 0.0, 2.0)
+
+
+@pytest.fixture(name="mg")
+def _mg_on_device(device):
+    """The library with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(merge_module, device, numpy_results=('merge_brackets',))
 
 
 def known_hdr(size=64):
@@ -38,9 +46,9 @@ def covered(hdr):
 
 
 @pytest.mark.parametrize("weighting", ["hat", "triangle"])
-def test_merge_recovers_the_known_hdr_within_2_percent_median(weighting):
+def test_merge_recovers_the_known_hdr_within_2_percent_median(mg, weighting):
     hdr = known_hdr()
-    merged = merge_brackets(brackets_of(hdr), EVS, weighting=weighting)
+    merged = mg.merge_brackets(brackets_of(hdr), EVS, weighting=weighting)
     error = np.abs(merged - hdr) / hdr
     # 8-bit sRGB quantisation: a code step is 0.5-4 % of the linear value over the codes
     # that get weight; averaging brackets brings the median well under 2 %.
@@ -59,9 +67,9 @@ def test_batch_tensor_and_uint8_brackets_give_the_list_result():
     np.testing.assert_allclose(merge_brackets(codes, EVS), reference, rtol=1e-12)
 
 
-def test_scale_is_relative_to_the_middle_exposure():
+def test_scale_is_relative_to_the_middle_exposure(mg):
     hdr = known_hdr(32)
-    shifted = merge_brackets(brackets_of(hdr, (0.0, 2.0, 4.0)), (0.0, 2.0, 4.0))
+    shifted = mg.merge_brackets(brackets_of(hdr, (0.0, 2.0, 4.0)), (0.0, 2.0, 4.0))
     # Frames at 0/+2/+4 EV put the middle (+2) frame at scale 1: the result is hdr * 4.
     mask = (hdr >= 2.0**-10) & (hdr <= 2.0**-0.2)
     error = np.abs(shifted - hdr * 4) / (hdr * 4)
@@ -69,19 +77,19 @@ def test_scale_is_relative_to_the_middle_exposure():
 
 
 @pytest.mark.parametrize("method", ["phase", "search"])
-def test_translation_between_exposures_is_recovered(method):
+def test_translation_between_exposures_is_recovered(mg, method):
     hdr = known_hdr()
     dark, bright = brackets_of(hdr, (-1.0, 1.0))
     moved = np.roll(bright, (3, -5), (0, 1))
-    assert estimate_translation(dark, moved, method=method, radius=8) == (3, -5)
+    assert mg.estimate_translation(dark, moved, method=method, radius=8) == (3, -5)
 
 
-def test_aligned_merge_recovers_the_hdr_of_shifted_brackets():
+def test_aligned_merge_recovers_the_hdr_of_shifted_brackets(mg):
     hdr = known_hdr()
     frames = brackets_of(hdr)
     frames[0] = np.roll(frames[0], (2, 4), (0, 1))
     frames[2] = np.roll(frames[2], (-3, 1), (0, 1))
-    merged = merge_brackets(frames, EVS, align="phase", radius=6)
+    merged = mg.merge_brackets(frames, EVS, align="phase", radius=6)
     inner = (slice(6, -6), slice(6, -6))
     error = np.abs(merged - hdr) / hdr
     # Same 2 % budget as the unshifted merge; the wrapped borders are left out.

@@ -8,11 +8,13 @@ import numpy as np
 import pycvvdp
 import pytest
 import torch
+from _devices import OnDevice
 from pycvvdp.display_model import vvdp_display_photo_eotf
 from pycvvdp.third_party.ssim import ssim as pycvvdp_ssim
 from pycvvdp.utils import PU
 from pycvvdp.video_source import video_source_array
 
+import comfyui_hdr.hdr.metrics as metrics_module
 from comfyui_hdr.hdr import metrics
 from comfyui_hdr.hdr.gamut import luminance_weights
 from comfyui_hdr.hdr.transfer import pu21_encode
@@ -22,6 +24,12 @@ PU_PEAK = float(PYCVVDP_PU.encode(torch.tensor(100.0, dtype=torch.float64)))
 # Rec.709 luminance weights from the primaries (pycvvdp's table rounds them to 7 digits,
 # 3e-4 relative off, which is why its PU21-PSNR-Y differs from ours by 2e-6 dB).
 Y_WEIGHTS = luminance_weights("rec709")
+
+
+@pytest.fixture(name="metrics")
+def _metrics_on_device(device):
+    """``metrics`` with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(metrics_module, device)
 
 
 def pair(shape=(2, 24, 20, 3), seed=0):
@@ -43,7 +51,7 @@ def test_pu21_encoding_equals_pycvvdp_from_a_thousandth_to_20000_nits():
 
 @pytest.mark.parametrize("colour_name, metric", [
     ("luminance", pycvvdp.pu_psnr_y), ("rgb2020", pycvvdp.pu_psnr_rgb2020)])
-def test_pu21_psnr_equals_pycvvdp_on_a_clip(colour_name, metric):
+def test_pu21_psnr_equals_pycvvdp_on_a_clip(metrics, colour_name, metric):
     test, reference = pair()
     # pycvvdp's linear display model, made transparent: 10000-nit peak, black below
     # PU21's 0.005 nits, no ambient reflection; it takes absolute nits (1.0 -> 100 nits).
@@ -62,7 +70,7 @@ def test_pu21_psnr_equals_pycvvdp_on_a_clip(colour_name, metric):
                                                                                   abs=1e-4)
 
 
-def test_pu21_psnr_peak_is_pu21_of_100_nits():
+def test_pu21_psnr_peak_is_pu21_of_100_nits(metrics):
     test, reference = pair((1, 8, 8, 3))
     y = [np.clip(x * 100, 0.005, 1e4) @ Y_WEIGHTS for x in (test, reference)]
     error = PYCVVDP_PU.encode(torch.tensor(y[0])) - PYCVVDP_PU.encode(torch.tensor(y[1]))
@@ -77,7 +85,7 @@ def pu21_luminance(rgb):
     return PYCVVDP_PU.encode(nits)[:, None]
 
 
-def test_pu21_ssim_equals_pycvvdp_ssim_on_pu21_luminance():
+def test_pu21_ssim_equals_pycvvdp_ssim_on_pu21_luminance(metrics):
     test, reference = pair()
     expected = float(pycvvdp_ssim(pu21_luminance(test), pu21_luminance(reference),
                                   data_range=PU_PEAK, win_size=11, win_sigma=1.5))
@@ -85,7 +93,7 @@ def test_pu21_ssim_equals_pycvvdp_ssim_on_pu21_luminance():
     assert metrics.pu21_ssim(test, reference) == pytest.approx(expected, abs=1e-7)
 
 
-def test_pu21_ssim_of_flat_images_is_the_luminance_term():
+def test_pu21_ssim_of_flat_images_is_the_luminance_term(metrics):
     # Flat images have no variance: SSIM = (2 a b + C1) / (a^2 + b^2 + C1), C1 = (0.01 L)^2.
     a = float(PYCVVDP_PU.encode(torch.tensor(18.0, dtype=torch.float64)))
     b = float(PYCVVDP_PU.encode(torch.tensor(36.0, dtype=torch.float64)))
@@ -96,7 +104,7 @@ def test_pu21_ssim_of_flat_images_is_the_luminance_term():
     assert metrics.pu21_ssim(flat, flat) == 1.0
 
 
-def test_delta_e_itp_mean_equals_colour_science():
+def test_delta_e_itp_mean_equals_colour_science(metrics):
     test, reference = pair((16, 16, 3), seed=2)
 
     def ictcp(rgb):
@@ -110,7 +118,7 @@ def test_delta_e_itp_mean_equals_colour_science():
         expected, rel=1e-3)
 
 
-def test_pq_psnr_equals_colour_science_pq_codes():
+def test_pq_psnr_equals_colour_science_pq_codes(metrics):
     test, reference = pair((16, 16, 3), seed=3)
 
     def codes(rgb):
@@ -132,7 +140,7 @@ def test_cvvdp_jod_equals_pycvvdp_and_is_10_for_identical_images():
     assert metrics.cvvdp_jod(reference, reference) == pytest.approx(10.0, abs=1e-6)
 
 
-def test_flicker_equals_std_over_mean_of_frame_luminance():
+def test_flicker_equals_std_over_mean_of_frame_luminance(metrics):
     levels = [0.2, 0.25, 0.18, 0.3]
     assert metrics.flicker(grey_clip(levels)) == pytest.approx(
         np.std(levels) / np.mean(levels), rel=1e-12)
@@ -145,7 +153,7 @@ def test_flicker_equals_std_over_mean_of_frame_luminance():
     assert metrics.flicker(grey_clip([0.5, 0.5, 0.5])) == pytest.approx(0.0, abs=1e-15)
 
 
-def test_frame_to_frame_psnr_equals_its_closed_form_on_grey_frames():
+def test_frame_to_frame_psnr_equals_its_closed_form_on_grey_frames(metrics):
     levels = np.array([0.18, 0.2, 0.18, 0.5])
     encoded = PYCVVDP_PU.encode(torch.tensor(levels * 100)).numpy()
     expected = 20 * math.log10(PU_PEAK / math.sqrt(np.mean(np.diff(encoded) ** 2)))
@@ -153,7 +161,7 @@ def test_frame_to_frame_psnr_equals_its_closed_form_on_grey_frames():
     assert metrics.frame_to_frame_psnr(grey_clip([0.3, 0.3])) == math.inf
 
 
-def test_peak_luminance_and_dynamic_range_in_stops():
+def test_peak_luminance_and_dynamic_range_in_stops(metrics):
     image = np.array([[[0.0] * 3, [0.02] * 3, [0.18] * 3, [81.92] * 3]])
     assert metrics.peak_luminance(image) == pytest.approx(8192.0, rel=1e-12)
     assert metrics.peak_luminance(image, nits_at_1=203) == pytest.approx(81.92 * 203,
@@ -163,7 +171,7 @@ def test_peak_luminance_and_dynamic_range_in_stops():
     assert metrics.dynamic_range_stops(image[:, 1:]) == pytest.approx(12.0, abs=1e-12)
 
 
-def test_hdr_metrics_reports_every_metric_and_nan_where_undefined():
+def test_hdr_metrics_reports_every_metric_and_nan_where_undefined(metrics):
     test, reference = pair((12, 12, 3), seed=5)
     image = metrics.hdr_metrics(test, reference)
     assert image["pu21_psnr"] == metrics.pu21_psnr(test, reference)

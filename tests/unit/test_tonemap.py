@@ -9,37 +9,43 @@ import numpy as np
 import PyOpenColorIO as ocio
 import pytest
 import torch
+from _devices import OnDevice
 
+import comfyui_hdr.hdr.tonemap as tonemap_module
 from comfyui_hdr.hdr.tonemap import (
     TONE_MAPPERS,
     aces2_sdr,
     bt2390_eetf,
     bt2446a,
     bt2446c,
-    bt2446c_curve,
     get_tone_mapper,
-    max_rgb,
     reinhard,
 )
 
 SCENE = np.geomspace(1e-4, 1e4, 41)
 
 
-def test_reinhard_equals_its_closed_form():
-    np.testing.assert_allclose(reinhard(SCENE), SCENE / (1 + SCENE), rtol=1e-15)
+@pytest.fixture(name="tm")
+def _tm_on_device(device):
+    """``tm`` with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(tonemap_module, device)
+
+
+def test_reinhard_equals_its_closed_form(tm):
+    np.testing.assert_allclose(tm.reinhard(SCENE), SCENE / (1 + SCENE), rtol=1e-15)
     white = 16.0
-    np.testing.assert_allclose(reinhard(SCENE, white=white),
+    np.testing.assert_allclose(tm.reinhard(SCENE, white=white),
                                SCENE * (1 + SCENE / white**2) / (1 + SCENE), rtol=1e-15)
-    assert reinhard(white, white=white) == 1.0
+    assert tm.reinhard(white, white=white) == 1.0
     tensor = torch.tensor(SCENE, requires_grad=True)
-    reinhard(tensor).sum().backward()
+    tm.reinhard(tensor).sum().backward()
     np.testing.assert_allclose(tensor.grad.numpy(), 1 / (1 + SCENE) ** 2, rtol=1e-12)
 
 
-def test_max_rgb_tone_maps_the_peak_and_keeps_channel_ratios():
+def test_max_rgb_tone_maps_the_peak_and_keeps_channel_ratios(tm):
     rgb = np.array([[8.0, 2.0, 0.5], [0.1, 0.3, 0.2], [0.0, 0.0, 0.0]])
-    result = max_rgb(rgb, reinhard)
-    np.testing.assert_allclose(result.max(-1)[:2], reinhard(rgb.max(-1)[:2]), rtol=1e-15)
+    result = tm.max_rgb(rgb, reinhard)
+    np.testing.assert_allclose(result.max(-1)[:2], tm.reinhard(rgb.max(-1)[:2]), rtol=1e-15)
     np.testing.assert_allclose(result[:2] / result[:2].max(-1, keepdims=True),
                                rgb[:2] / rgb[:2].max(-1, keepdims=True), rtol=1e-15)
     assert np.all(result[2] == 0)
@@ -78,23 +84,23 @@ BT2446_SAMPLES = pq_to_display([
     [0.10, 0.05, 0.02], [0.70, 0.71, 0.72]])
 
 
-def test_bt2446a_matches_the_report_equations():
+def test_bt2446a_matches_the_report_equations(tm):
     expected = np.array([bt2446a_reference(pixel) for pixel in BT2446_SAMPLES])
     # Same equations in float64: only rounding separates them.
-    np.testing.assert_allclose(bt2446a(BT2446_SAMPLES), expected, atol=1e-12)
+    np.testing.assert_allclose(tm.bt2446a(BT2446_SAMPLES), expected, atol=1e-12)
     # The report's anchor: HDR peak white lands on SDR peak white.
-    np.testing.assert_allclose(bt2446a(np.ones(3)), np.ones(3), atol=1e-12)
+    np.testing.assert_allclose(tm.bt2446a(np.ones(3)), np.ones(3), atol=1e-12)
 
 
 # --- BT.2446 Method C, section 6.1, with colour-science for RGB <-> XYZ <-> xyY -------------
 
-def test_bt2446c_curve_matches_the_report_constants():
+def test_bt2446c_curve_matches_the_report_constants(tm):
     k1, k2, k3, k4 = 0.83802, 15.09968, 0.74204, 78.99439
     knee = 58.5 / k1
     nits = np.array([0.0, 1.0, 30.0, 69.0, 70.0, 203.0, 1000.0, 4000.0])
     expected = np.where(nits < knee, k1 * nits,
                         k2 * np.log(np.maximum(nits / knee - k3, 1e-300)) + k4)
-    np.testing.assert_allclose(bt2446c_curve(nits), expected, rtol=1e-12)
+    np.testing.assert_allclose(tm.bt2446c_curve(nits), expected, rtol=1e-12)
     # The tabulated k2 and k4 are the report's continuity formulas at Y_SDR,ip = 58.535.
     knee_535 = 58.535 / k1
     assert k1 * (1 - k3) * knee_535 == pytest.approx(k2, rel=1e-6)
@@ -116,11 +122,11 @@ def bt2446c_reference(rgb_nits, alpha):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.05, 0.2])
-def test_bt2446c_matches_the_report_steps_through_colour_science(alpha):
+def test_bt2446c_matches_the_report_steps_through_colour_science(tm, alpha):
     rgb_nits = BT2446_SAMPLES[1:] * 1000  # colour's xyY is undefined at black
     # Both BT.2020 matrices derive from the primaries; measured agreement is 3e-15
     # absolute, so 1e-10 leaves room only for float64 rounding.
-    np.testing.assert_allclose(bt2446c(rgb_nits, crosstalk=alpha),
+    np.testing.assert_allclose(tm.bt2446c(rgb_nits, crosstalk=alpha),
                                bt2446c_reference(rgb_nits, alpha), atol=1e-10)
 
 
@@ -145,23 +151,23 @@ def bt2390_reference(code, source_peak, source_black, target_peak, target_black)
 
 @pytest.mark.parametrize("displays", [(1000.0, 0.0, 100.0, 0.0), (4000.0, 0.005, 600.0, 0.1),
                                       (1000.0, 0.0, 300.0, 0.05)])
-def test_bt2390_eetf_matches_the_report_closed_form(displays):
+def test_bt2390_eetf_matches_the_report_closed_form(tm, displays):
     source_peak, source_black, target_peak, target_black = displays
     codes = np.linspace(0.0, 1.0, 101)
     expected = [bt2390_reference(code, *displays) for code in codes]
-    result = bt2390_eetf(codes, source_peak_nits=source_peak, source_black_nits=source_black,
+    result = tm.bt2390_eetf(codes, source_peak_nits=source_peak, source_black_nits=source_black,
                          target_peak_nits=target_peak, target_black_nits=target_black)
     # Same closed form, same ST 2084 constants: agreement to float64 rounding, far inside
     # the 1e-4 a 12-bit PQ code step (2.4e-4) would tolerate.
     np.testing.assert_allclose(result, expected, atol=1e-12)
-    peak = float(colour.models.eotf_ST2084(bt2390_eetf(
+    peak = float(colour.models.eotf_ST2084(tm.bt2390_eetf(
         colour.models.eotf_inverse_ST2084(1000.0), target_peak_nits=100.0)))
     assert peak == pytest.approx(100.0, rel=1e-9)
 
 
 # --- ACES 2.0 through OCIO ------------------------------------------------------------------
 
-def test_aces2_sdr_equals_an_ocio_processor_built_here():
+def test_aces2_sdr_equals_an_ocio_processor_built_here(tm):
     rng = np.random.default_rng(2)
     scene = np.exp2(rng.uniform(-8, 6, (4, 5, 3))).astype(np.float32)
     config = ocio.Config.CreateFromFile("ocio://studio-config-latest")
@@ -170,7 +176,7 @@ def test_aces2_sdr_equals_an_ocio_processor_built_here():
     processor = config.getProcessor(transform).getDefaultCPUProcessor()
     expected = scene.reshape(-1, 3).copy()
     processor.applyRGB(expected)
-    np.testing.assert_array_equal(aces2_sdr(scene), expected.reshape(scene.shape))
+    np.testing.assert_array_equal(tm.aces2_sdr(scene), expected.reshape(scene.shape))
 
 
 def test_registry_maps_an_image_batch_and_names_every_mapper_when_unknown():

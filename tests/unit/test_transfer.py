@@ -9,9 +9,11 @@ import colour.models as cm
 import numpy as np
 import pytest
 import torch
+from _devices import OnDevice
 from colour.models.rgb.transfer_functions import arri as colour_arri
 from pycvvdp.utils import PU
 
+import comfyui_hdr.hdr.transfer as transfer_module
 from comfyui_hdr.hdr import transfer as tf
 from comfyui_hdr.hdr.transfer_blockwise import BLOCK_ELEMENTS
 
@@ -25,6 +27,12 @@ CODES = np.linspace(-0.2, 1.3, 1501)
 # colour-science oracles are float64; 1e-6 relative, or 1e-7 absolute next to zero where
 # a relative error is meaningless, is far below any visible or 16-bit-code difference.
 ORACLE = {"rtol": 1e-6, "atol": 1e-7}
+
+
+@pytest.fixture(name="tf")
+def _tf_on_device(device):
+    """``tf`` with numpy arguments moved to ``device`` (tests/_devices.py)."""
+    return OnDevice(transfer_module, device)
 
 
 def _relative_or_absolute(ours, reference):
@@ -57,7 +65,7 @@ def colour_logc3_with_derived_parameters(monkeypatch):
 
 @pytest.mark.parametrize("exposure_index", tf.LOGC3_EXPOSURE_INDICES)
 def test_logc3_matches_colour_science_formula_from_1e_4_to_1e4(
-    exposure_index, colour_logc3_with_derived_parameters
+    tf, exposure_index, colour_logc3_with_derived_parameters
 ):
     reference = cm.log_encoding_ARRILogC3(SIGNED_SWEEP, EI=exposure_index)
     _relative_or_absolute(tf.logc3_encode(SIGNED_SWEEP, exposure_index), reference)
@@ -68,7 +76,7 @@ def test_logc3_matches_colour_science_formula_from_1e_4_to_1e4(
 
 
 @pytest.mark.parametrize("exposure_index", tf.LOGC3_EXPOSURE_INDICES)
-def test_logc3_matches_colour_science_published_table(exposure_index):
+def test_logc3_matches_colour_science_published_table(tf, exposure_index):
     # colour-science evaluates the table's 6-decimal parameters. Rounding d by 5e-7 moves
     # every code value by 5e-7, so codes may differ by ~1e-6 (we allow 2e-6). In decode,
     # rounding c by 5e-7 changes x by up to ln(10) (y - d) / c^2 * 5e-7 relative, 1.7e-5
@@ -84,19 +92,19 @@ def test_logc3_matches_colour_science_published_table(exposure_index):
     )
 
 
-def test_logc4_matches_colour_science_from_1e_4_to_1e4():
+def test_logc4_matches_colour_science_from_1e_4_to_1e4(tf):
     reference = cm.log_encoding_ARRILogC4(SIGNED_SWEEP)
     _relative_or_absolute(tf.logc4_encode(SIGNED_SWEEP), reference)
     _relative_or_absolute(tf.logc4_decode(CODES), cm.log_decoding_ARRILogC4(CODES))
 
 
-def test_acescct_matches_colour_science_from_1e_4_to_1e4():
+def test_acescct_matches_colour_science_from_1e_4_to_1e4(tf):
     reference = cm.log_encoding_ACEScct(SIGNED_SWEEP)
     _relative_or_absolute(tf.acescct_encode(SIGNED_SWEEP), reference)
     _relative_or_absolute(tf.acescct_decode(CODES), cm.log_decoding_ACEScct(CODES))
 
 
-def test_pq_matches_colour_science_from_1e_4_to_1e4_nits():
+def test_pq_matches_colour_science_from_1e_4_to_1e4_nits(tf):
     # colour-science defines PQ for non-negative input only (it clamps or returns
     # garbage below 0); our negatives mirror and are tested separately.
     codes = np.linspace(0, 1, 1001)
@@ -106,7 +114,7 @@ def test_pq_matches_colour_science_from_1e_4_to_1e4_nits():
     _relative_or_absolute(tf.pq_decode(codes, nits_at_1=100), cm.eotf_ST2084(codes) / 100)
 
 
-def test_hlg_oetf_matches_colour_science_down_to_minus_1_12():
+def test_hlg_oetf_matches_colour_science_down_to_minus_1_12(tf):
     # colour-science mirrors the square-root segment and keeps it for all negatives; we
     # mirror the whole curve, so the two agree from -1/12 (signal -0.5) upwards.
     scene = SIGNED_SWEEP[SIGNED_SWEEP >= -1e4 / 12] / 1e4
@@ -124,7 +132,7 @@ def _rgb_samples():
 
 
 @pytest.mark.parametrize("peak_nits", [400.0, 1000.0, 2000.0])
-def test_hlg_ootf_eotf_match_colour_science_on_rgb(peak_nits):
+def test_hlg_ootf_eotf_match_colour_science_on_rgb(tf, peak_nits):
     rgb = _rgb_samples()
     scene_reference = cm.ootf_BT2100_HLG(rgb, L_W=peak_nits)
     _relative_or_absolute(tf.hlg_ootf(rgb, peak_nits), scene_reference)
@@ -140,7 +148,7 @@ def test_hlg_ootf_eotf_match_colour_science_on_rgb(peak_nits):
     )
 
 
-def test_hlg_eotf_black_lift_matches_colour_science():
+def test_hlg_eotf_black_lift_matches_colour_science(tf):
     rgb = np.abs(_rgb_samples())
     signal = tf.hlg_oetf(rgb)
     _relative_or_absolute(
@@ -154,7 +162,7 @@ def test_hlg_eotf_black_lift_matches_colour_science():
     )
 
 
-def test_srgb_matches_colour_science_where_the_negative_extensions_agree():
+def test_srgb_matches_colour_science_where_the_negative_extensions_agree(tf):
     # colour-science continues the linear segment below 0; we mirror like OCIO and ACES.
     # The two agree down to -0.0031308 (linear) / -0.04045 (code).
     linear = SIGNED_SWEEP[SIGNED_SWEEP >= -0.0031308]
@@ -163,7 +171,7 @@ def test_srgb_matches_colour_science_where_the_negative_extensions_agree():
     _relative_or_absolute(tf.srgb_decode(codes), cm.eotf_sRGB(codes))
 
 
-def test_loggamma_matches_diffhdr_formula_from_1e_4_to_65536():
+def test_loggamma_matches_diffhdr_formula_from_1e_4_to_65536(tf):
     # DiffHDR's Lin_to_Log / Log_to_Lin, written out in float64 (no colour-science oracle).
     linear = SWEEP * 6.5536
     reference = (np.log(2.2 * linear + 1) / np.log(2.2 * 65536 + 1)) ** (1 / 2.2)
@@ -173,7 +181,7 @@ def test_loggamma_matches_diffhdr_formula_from_1e_4_to_65536():
     _relative_or_absolute(tf.loggamma_decode(codes), reference)
 
 
-def test_mulaw_matches_g711_formula_for_mu_100_and_5000():
+def test_mulaw_matches_g711_formula_for_mu_100_and_5000(tf):
     values = np.linspace(-1, 1, 2001)
     for mu in (100.0, 5000.0):
         reference = np.sign(values) * np.log1p(mu * np.abs(values)) / np.log1p(mu)
@@ -181,7 +189,7 @@ def test_mulaw_matches_g711_formula_for_mu_100_and_5000():
         _relative_or_absolute(tf.mulaw_decode(reference, mu), values)
 
 
-def test_pu21_matches_pycvvdp_banding_glare():
+def test_pu21_matches_pycvvdp_banding_glare(tf):
     # The task's requirement is 1e-4 in PU units (of 0..595); both are float64 formulas.
     nits = torch.from_numpy(np.geomspace(1e-3, 2e4, 2001))
     reference = PU(type="banding_glare")
@@ -193,7 +201,7 @@ def test_pu21_matches_pycvvdp_banding_glare():
 # --- golden values from the specifications -------------------------------------------
 
 
-def test_logc4_golden_values_from_the_arri_specification():
+def test_logc4_golden_values_from_the_arri_specification(tf):
     assert tf.logc4_encode(0.0) == pytest.approx(95 / 1023, abs=1e-12)
     assert round(tf.logc4_encode(0.18), 5) == 0.27840
     assert round(tf.logc4_decode(0.0), 6) == -0.018057
@@ -202,7 +210,7 @@ def test_logc4_golden_values_from_the_arri_specification():
     assert round(tf.logc4_decode(1.0), 1) == 469.8
 
 
-def test_logc3_ei800_golden_values_from_the_arri_table():
+def test_logc3_ei800_golden_values_from_the_arri_table(tf):
     p = tf.logc3_parameters(800)
     assert round(tf.logc3_encode(0.18), 6) == 0.391007
     assert round(p.cut, 6) == 0.010591
@@ -214,7 +222,7 @@ def test_logc3_ei800_golden_values_from_the_arri_table():
     assert p.c * p.a / ((p.a * p.cut + p.b) * math.log(10)) == pytest.approx(p.e, rel=1e-12)
 
 
-def test_pq_constants_are_the_exact_st2084_rationals_and_golden_values_hold():
+def test_pq_constants_are_the_exact_st2084_rationals_and_golden_values_hold(tf):
     assert (tf.PQ.m1, tf.PQ.m2) == (0.1593017578125, 78.84375)
     assert (tf.PQ.c1, tf.PQ.c2, tf.PQ.c3) == (0.8359375, 18.8515625, 18.6875)
     assert tf.PQ.c1 == tf.PQ.c3 - tf.PQ.c2 + 1
@@ -226,7 +234,7 @@ def test_pq_constants_are_the_exact_st2084_rationals_and_golden_values_hold():
     assert tf.pq_inverse_eotf(0.0) == pytest.approx(tf.PQ.c1**tf.PQ.m2, rel=1e-14)
 
 
-def test_pq_and_hlg_scene_linear_pairs_put_diffuse_white_where_bt2408_says():
+def test_pq_and_hlg_scene_linear_pairs_put_diffuse_white_where_bt2408_says(tf):
     assert tf.pq_decode(tf.pq_encode(1.0)) == pytest.approx(1.0, rel=1e-12)
     assert tf.pq_eotf(tf.pq_encode(1.0)) == pytest.approx(203.0, rel=1e-12)
     # BT.2408: 203-nit reference white at 75% HLG signal on a 1000-nit display (the
@@ -235,7 +243,7 @@ def test_pq_and_hlg_scene_linear_pairs_put_diffuse_white_where_bt2408_says():
     assert tf.hlg_encode(1.0 * 1000 / 203) == pytest.approx(1.0, abs=1e-7)
 
 
-def test_hlg_golden_values_from_bt2100():
+def test_hlg_golden_values_from_bt2100(tf):
     assert tf.hlg_oetf(1 / 12) == pytest.approx(0.5, abs=1e-15)
     assert tf.hlg_oetf(1.0) == pytest.approx(1.0, abs=1e-7)  # a is given to 8 decimals
     assert tf.hlg_inverse_oetf(0.5) == pytest.approx(1 / 12, abs=1e-15)
@@ -245,7 +253,7 @@ def test_hlg_golden_values_from_bt2100():
     assert tf.hlg_eotf(1.0, peak_nits=1000.0) == pytest.approx(1000.0, rel=1e-7)
 
 
-def test_srgb_golden_values_at_the_iec_break_points():
+def test_srgb_golden_values_at_the_iec_break_points(tf):
     assert tf.srgb_encode(0.0031308) == pytest.approx(12.92 * 0.0031308, abs=1e-15)
     # Just above the break the power segment takes over; IEC's rounded constants leave a
     # 2.9e-8 step there (0.0404499075 vs 0.040449936), which we reproduce, not smooth.
@@ -257,7 +265,7 @@ def test_srgb_golden_values_at_the_iec_break_points():
     assert tf.srgb_decode(1.0) == pytest.approx(1.0, abs=1e-15)
 
 
-def test_acescct_golden_values_from_s_2016_001():
+def test_acescct_golden_values_from_s_2016_001(tf):
     assert round(tf.acescct_encode(0.18), 7) == 0.4135884
     # The specification's published decimals, reproduced from its defining formula.
     assert tf.ACESCCT.a == pytest.approx(10.5402377416545, abs=1e-13)
@@ -381,7 +389,7 @@ def test_gradient_exactly_at_a_branch_point_is_the_curve_slope(name):
     torch.testing.assert_close(slope, central, rtol=1e-5, atol=0)
 
 
-def test_hlg_ootf_of_black_has_zero_value_and_finite_gradient():
+def test_hlg_ootf_of_black_has_zero_value_and_finite_gradient(tf):
     rgb = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
     nits = tf.hlg_ootf(rgb)
     (gradient,) = torch.autograd.grad(nits.sum(), rgb)
@@ -433,7 +441,7 @@ def test_blockwise_frames_equal_whole_tensor_evaluation(name):
         torch.testing.assert_close(function(frame), function(tracked).detach(), rtol=1e-6, atol=0)
 
 
-def test_frames_under_no_grad_or_inference_mode_come_back_without_autograd_history():
+def test_frames_under_no_grad_or_inference_mode_come_back_without_autograd_history(tf):
     frame = torch.rand(BLOCK_ELEMENTS * 3 + 1, requires_grad=True)
     with torch.no_grad():
         encoded = tf.logc4_encode(frame)
@@ -444,7 +452,7 @@ def test_frames_under_no_grad_or_inference_mode_come_back_without_autograd_histo
     assert decoded.is_inference() and not decoded.requires_grad
 
 
-def test_python_floats_come_back_as_floats():
+def test_python_floats_come_back_as_floats(tf):
     assert isinstance(tf.logc4_encode(0.18), float)
     assert isinstance(tf.hlg_ootf(0.18), float)
 

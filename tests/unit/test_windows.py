@@ -20,14 +20,16 @@ def test_the_last_window_is_aligned_to_the_end_so_every_frame_is_covered():
 
 @pytest.mark.parametrize(("length", "window", "stride"), [(21, 9, 4), (20, 9, 4), (3, 2, 1),
                                                           (50, 7, 7)])
-def test_blend_weights_sum_to_one_everywhere_and_ramp_linearly(length, window, stride):
+def test_blend_weights_sum_to_one_everywhere_and_ramp_linearly(length, window, stride,
+                                                               device):
     starts = window_starts(length, window, stride)
-    weights = blend_weights(length, starts, window)
-    total = torch.zeros(length, dtype=torch.float64)
+    weights = blend_weights(length, starts, window, device=device)
+    total = torch.zeros(length, dtype=torch.float64, device=device)
     for start, weight in zip(starts, weights, strict=True):
+        assert weight.device.type == device.type and weight.dtype == torch.float64
         total[start:start + window] += weight
         assert (weight > 0).all()
-    torch.testing.assert_close(total, torch.ones(length, dtype=torch.float64), rtol=0,
+    torch.testing.assert_close(total.cpu(), torch.ones(length, dtype=torch.float64), rtol=0,
                                atol=1e-12)
 
 

@@ -1,0 +1,162 @@
+"""Call recipes for ``hdr/models/``: the HDR VAE, its tiling, warm start, widening and CFA.
+
+The HDR VAE runs in float32 only (bf16 and fp16 band smooth HDR gradients), so its
+entry points *refuse* half inputs with an error that names the input and the fix
+(``pass x_linear.float()``); its building blocks (normalisation, decoder heads, the tiled
+decode, the loss) are float32 modules below that check, called only through it or by the
+trainer in float32, and take no half inputs (``half="none"``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from _contract import call, codes, expect, scene
+from diffusers import AutoencoderKL, QwenImageTransformer2DModel
+
+from comfyui_hdr.hdr.models import (
+    cfa,
+    checkpoint_dir,
+    hdr_vae,
+    precision,
+    tiling,
+    warm_start,
+    widen,
+)
+
+TINY_VAE = dict(block_out_channels=(32, 64), layers_per_block=1,
+                down_block_types=("DownEncoderBlock2D",) * 2,
+                up_block_types=("UpDecoderBlock2D",) * 2)
+
+
+def tiny_vae(device, seed: int = 0) -> hdr_vae.HDRAutoencoder:
+    torch.manual_seed(seed)
+    return hdr_vae.HDRAutoencoder(**TINY_VAE).eval().to(device)
+
+
+@functools.cache
+def _saved_vae(folder) -> str:
+    tiny_vae("cpu").save_pretrained(folder)
+    return folder
+
+
+def _planar(device, seed: int = 0) -> torch.Tensor:
+    return scene(device, (1, 16, 16, 3), seed=seed).movedim(-1, 1).contiguous()
+
+
+def _latent(device) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(9)
+    return torch.randn((1, 32, 8, 8), generator=generator).to(device)
+
+
+@torch.no_grad()
+def _autoencoder(vae, x_linear):
+    latent = vae.encode(x_linear).mode()
+    return latent, vae.decode(latent), vae.decode_tiled(latent, 3), vae(x_linear)
+
+
+@torch.no_grad()
+def _normalisation(module, scene_linear):
+    code = module(scene_linear)
+    return code, module.inverse(code)
+
+
+@torch.no_grad()
+def _head(head, latent):
+    return head(latent)
+
+
+@torch.no_grad()
+def _decode_tiled(vae, latent):
+    return tiling.decode_tiled((vae.display_head, vae.linear_head), latent, 3)
+
+
+@torch.no_grad()
+def _encode_tiled(vae, image):
+    return tiling.encode_tiled(vae.input_normalisation, vae.encoder, image, 3)
+
+
+def _strict_convolution(image, weight):
+    with precision.strict_fp32():
+        return torch.nn.functional.conv2d(image, weight)
+
+
+def _loss_inputs(device):
+    vae = tiny_vae(device)
+    x_linear = _planar(device)
+    with torch.no_grad():
+        posterior = vae.encode(x_linear)
+        output = vae.decode(posterior.mode())
+    return output, x_linear, hdr_vae.display_target(x_linear), posterior
+
+
+def _tiny_qwen(device) -> QwenImageTransformer2DModel:
+    torch.manual_seed(0)
+    return QwenImageTransformer2DModel(
+        patch_size=2, in_channels=64, out_channels=16, num_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=16, axes_dims_rope=(4, 6, 6)).to(device)
+
+
+def _tiny_kl(device) -> AutoencoderKL:
+    torch.manual_seed(1)
+    return AutoencoderKL(latent_channels=16, **TINY_VAE).eval().to(device)
+
+
+def _comfy_state_dict(device) -> dict:
+    generator = torch.Generator().manual_seed(2)
+    weights = {"model.diffusion_model.img_in.weight": (24, 64),
+               "model.diffusion_model.img_in.bias": (24,),
+               "model.diffusion_model.proj_out.weight": (64, 24),
+               "model.diffusion_model.proj_out.bias": (64,)}
+    return {key: torch.randn(shape, generator=generator).to(device)
+            for key, shape in weights.items()}
+
+
+def _cfa_inputs(device):
+    generator = torch.Generator().manual_seed(0)
+    base, over, under = (torch.randn((2, 12, 8), generator=generator).to(device)
+                         for _ in range(3))
+    m_over, m_under = (torch.rand((2, 12), generator=generator).to(device) for _ in range(2))
+    return base, over, under, m_over, m_under, 0.8, 1.2
+
+
+RECIPES = {
+    "models.cfa.check_alpha": lambda d, t: expect(call(cfa.check_alpha, 1.0, "alpha_over"),
+                                                  half="none"),
+    "models.cfa.cfa_combine": lambda d, t: call(cfa.cfa_combine, *_cfa_inputs(d)),
+    "models.cfa.masks_to_token_grid": lambda d, t: call(
+        cfa.masks_to_token_grid, codes(d, (5, 32, 32)), (1, 16, 2, 4, 4), (1, 2, 2)),
+    "models.checkpoint_dir.check_safetensors_dir": lambda d, t: expect(
+        call(checkpoint_dir.check_safetensors_dir, _saved_vae(t / "vae")), half="none"),
+    "models.hdr_vae.SceneLinearNormalisation": lambda d, t: expect(
+        call(_normalisation, hdr_vae.SceneLinearNormalisation(3, -12.0, 17.0).to(d),
+             _planar(d)), half="none"),
+    "models.hdr_vae.DecoderHead": lambda d, t: expect(
+        call(_head, tiny_vae(d).display_head, _latent(d)), half="none"),
+    "models.hdr_vae.HDRAutoencoder": lambda d, t: expect(
+        call(_autoencoder, tiny_vae(d), x_linear=_planar(d)), half="refuses",
+        refuses=r"x_linear is torch\.(bfloat16|float16); .* pass x_linear\.float\(\)"),
+    "models.hdr_vae.display_target": lambda d, t: call(hdr_vae.display_target, _planar(d)),
+    "models.hdr_vae.vae_loss": lambda d, t: expect(call(hdr_vae.vae_loss, *_loss_inputs(d)),
+                                                   half="none"),
+    "models.hdr_vae.load_hdr_vae": lambda d, t: expect(
+        call(hdr_vae.load_hdr_vae, _saved_vae(t / "vae")), half="none"),
+    "models.precision.strict_fp32": lambda d, t: expect(
+        call(_strict_convolution, _planar(d), codes(d, (4, 3, 3, 3))), half="none"),
+    "models.tiling.encode_tiled": lambda d, t: expect(
+        call(_encode_tiled, tiny_vae(d), _planar(d)), half="none"),
+    "models.tiling.decode_tiled": lambda d, t: expect(
+        call(_decode_tiled, tiny_vae(d), _latent(d)), half="none"),
+    "models.warm_start.copy_autoencoder_kl": lambda d, t: expect(
+        call(warm_start.copy_autoencoder_kl, _tiny_kl(d), tiny_vae(d)), half="none",
+        mutates=("arg1",)),
+    "models.widen.widen_columns": lambda d, t: call(
+        widen.widen_columns, codes(d, (24, 64)), 16, 4, 32, "copy"),
+    "models.widen.widen_rows": lambda d, t: call(
+        widen.widen_rows, codes(d, (64, 24)), 16, 4, 32, "copy", True),
+    "models.widen.widen_input_projection": lambda d, t: expect(
+        call(widen.widen_input_projection, _tiny_qwen(d)), half="none", mutates=("arg0",)),
+    "models.widen.widen_state_dict": lambda d, t: call(
+        widen.widen_state_dict, _comfy_state_dict(d), "qwen_image"),
+}
