@@ -20,6 +20,7 @@ Policy (a pipeline expects a lossy codec's normal quantisation, never a changed 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -140,6 +141,11 @@ def colourspace_note(chromaticities: tuple | None, colourspace: str | None,
     its ``chromaticities`` name; appends to ``notes`` what the chromaticities are when they
     supply the name, match no known gamut, or contradict the attribute."""
     if chromaticities is None:
+        return colourspace
+    if not (isinstance(chromaticities, (tuple, list)) and len(chromaticities) == 8 and all(
+            isinstance(value, (int, float)) and math.isfinite(value) for value in chromaticities)):
+        notes.append(f"the chromaticities attribute ({chromaticities!r}) is not 8 finite numbers "
+                     "(red, green, blue, white xy); ignored")
         return colourspace
     found = match_chromaticities(chromaticities)
     if found is None:
