@@ -20,6 +20,7 @@ Policy (a pipeline expects a lossy codec's normal quantisation, never a changed 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -141,10 +142,10 @@ def colourspace_note(chromaticities: tuple | None, colourspace: str | None,
     supply the name, match no known gamut, or contradict the attribute."""
     if chromaticities is None:
         return colourspace
-    if not (isinstance(chromaticities, tuple) and len(chromaticities) == 8
-            and all(isinstance(value, float) for value in chromaticities)):
-        notes.append(f"a 'chromaticities' attribute that is not OpenEXR's 8 floats "
-                     f"({str(chromaticities)[:80]}) is ignored, as OpenEXR ignores it")
+    if not (isinstance(chromaticities, (tuple, list)) and len(chromaticities) == 8 and all(
+            isinstance(value, (int, float)) and math.isfinite(value) for value in chromaticities)):
+        notes.append(f"the chromaticities attribute ({chromaticities!r}) is not 8 finite numbers "
+                     "(red, green, blue, white xy); ignored")
         return colourspace
     found = match_chromaticities(chromaticities)
     if found is None:

@@ -97,8 +97,11 @@ def match_chromaticities(chromaticities, tolerance: float = CHROMATICITY_TOLERAN
     >>> match_chromaticities((0.708, 0.292, 0.17, 0.797, 0.131, 0.046, 0.3127, 0.329)).name
     'rec2020'
     """
-    values = np.asarray(chromaticities, dtype=np.float64).ravel()
-    if values.shape != (8,):
+    try:
+        values = np.asarray(chromaticities, dtype=np.float64).ravel()
+    except (TypeError, ValueError):  # a file may hold any type under this name
+        return None
+    if values.shape != (8,) or not np.isfinite(values).all():
         return None
     for gamut in GAMUTS.values():
         expected = np.array([*gamut.red, *gamut.green, *gamut.blue, *gamut.white])

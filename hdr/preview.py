@@ -60,7 +60,8 @@ def area_downsample(rgb: torch.Tensor, height: int, width: int) -> torch.Tensor:
         blocks = rgb.reshape(-1, across.shape[1] * channels) @ torch.kron(across, eye).T
         blocks = blocks.reshape(rows_in // down.shape[1], down.shape[1], width * channels)
         out = torch.matmul(down, blocks).reshape(height, width, channels)
-        if bool(out.isfinite().all()):  # 0 x Inf in a block would smear NaN to neighbours
+        # 0 x Inf in a block would smear NaN to neighbours; min/max propagate NaN and Inf.
+        if bool(torch.stack(torch.aminmax(out)).isfinite().all()):
             return out
     out = F.interpolate(rgb.permute(2, 0, 1)[None], size=(height, width), mode="area")
     return out[0].permute(1, 2, 0)
@@ -75,7 +76,8 @@ def float_proxy(frame: torch.Tensor, max_edge: int = 1024) -> np.ndarray:
     height, width = proxy_size(rgb.shape[0], rgb.shape[1], max_edge)
     if (height, width) != tuple(rgb.shape[:2]):
         rgb = area_downsample(rgb, height, width)
-    return rgb.cpu().numpy().astype("<f2")
+    # torch rounds to half as numpy does (nearest even, Inf beyond 65504), several times faster.
+    return rgb.to(torch.float16).cpu().numpy().astype("<f2", copy=False)
 
 
 def sdr_picture(display_referred: torch.Tensor) -> np.ndarray:

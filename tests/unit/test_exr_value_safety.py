@@ -159,3 +159,18 @@ def test_match_chromaticities_tolerates_rounded_white_and_float32_only():
     assert gamut.match_chromaticities((*rec709[:6], 0.31271, 0.32902)).name == "rec709"
     assert gamut.match_chromaticities((*rec709[:6], 0.3127 + 2e-3, 0.329)) is None
     assert gamut.match_chromaticities(rec709[:6]) is None
+
+
+@pytest.mark.parametrize("value, shown", [("abcdefgh", "'abcdefgh'"), (7, "7"),
+                                          (np.float32([0.64, 0.33, 0.3]), "[0.64, 0.33, 0.3]")])
+def test_a_chromaticities_attribute_of_another_type_is_noted_and_ignored(tmp_path, value, shown):
+    # The bindings refuse to write such a file, so the attribute is renamed in the bytes.
+    path = tmp_path / "odd.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+                  "chromaticitiez": value}, {"RGB": np.ones((2, 2, 3), np.float32)}
+                 ).write(str(path))
+    path.write_bytes(path.read_bytes().replace(b"chromaticitiez\0", b"chromaticities\0"))
+    image = read_exr(path)
+    assert image.colourspace is None and (image.pixels == 1).all()
+    assert image.notes == (f"the chromaticities attribute ({shown}) is not 8 finite numbers "
+                           "(red, green, blue, white xy); ignored",)

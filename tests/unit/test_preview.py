@@ -52,3 +52,12 @@ def test_sdr_picture_of_a_proxy_is_the_curve_of_every_pixel():
                                 [65504.0] * 3, [0.0031308] * 3]
     expected = preview.srgb_picture(torch.from_numpy(proxy.astype(np.float32)))
     np.testing.assert_array_equal(preview.srgb_picture_of_proxy(proxy), expected)
+
+
+def test_float_proxy_is_the_area_mean_rounded_to_half_as_numpy_rounds():
+    frame = _frame(2160, 3840) * 40  # peaks above 65504 become +Inf, as the viewer expects
+    proxy = preview.float_proxy(frame)
+    with np.errstate(over="ignore"):
+        expected = preview.area_downsample(frame, 576, 1024).numpy().astype("<f2")
+    assert proxy.dtype == np.dtype("<f2") and np.isinf(proxy).any()
+    np.testing.assert_array_equal(proxy.view(np.uint16), expected.view(np.uint16))
