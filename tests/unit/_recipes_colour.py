@@ -11,6 +11,7 @@ import torch
 from _contract import call, codes, expect, scene
 
 from comfyui_hdr.hdr import (
+    alpha,
     degrade,
     exposure,
     gainmap,
@@ -211,4 +212,15 @@ RECIPES = {
                                                output="cpu"),
     "preview.srgb_picture": lambda d, t: expect(call(preview.srgb_picture, scene(d)[0]),
                                                 output="cpu"),
+    "preview.area_downsample": lambda d, t: call(preview.area_downsample, scene(d)[0], 5, 7),
+    "preview.srgb_picture_of_proxy": lambda d, t: expect(
+        call(preview.srgb_picture_of_proxy, preview.float_proxy(scene(d)[0], 8)),
+        output="cpu", half="none"),
+    "exposure.percentile_rank_tolerance": lambda d, t: expect(
+        call(exposure.percentile_rank_tolerance, 99.0), half="none"),
+    # alpha in core's MASK polarity, and (un)premultiplied colour
+    "alpha.alpha_from_mask": lambda d, t: call(alpha.alpha_from_mask, codes(d)[..., 0]),
+    "alpha.mask_from_alpha": lambda d, t: call(alpha.mask_from_alpha, codes(d)[..., 0]),
+    "alpha.premultiply": lambda d, t: call(alpha.premultiply, scene(d), codes(d)[..., 0]),
+    "alpha.unpremultiply": lambda d, t: call(alpha.unpremultiply, scene(d), codes(d)[..., 0]),
 }

@@ -20,6 +20,7 @@ from comfyui_hdr.hdr import (
     atomic,
     charts,
     exr,
+    exr_checks,
     exr_sequence,
     gainmap_metadata,
     jpeg_markers,
@@ -108,6 +109,9 @@ def _ultrahdr_back(path: Path) -> np.ndarray:
     return ultrahdr.read_ultrahdr(path).hdr
 
 RECIPES = {
+    "exr_checks.non_finite_message": lambda d, t: expect(
+        call(exr_checks.non_finite_message, scene(d).log2() - 7.0, "half", "images"),
+        half="none"),
     "atomic.atomic_path": lambda d, t: expect(call(_atomic_write, _fresh(t, ".bin")),
                                               half="none"),
     # EXR: writers take tensors on any device, in any float dtype

@@ -42,6 +42,19 @@ DATA_TYPES = {
     "transfer.Curve", "transfer_camera.LogC3Parameters", "ultrahdr.UltraHDRImage",
     "models.hdr_vae.HDRAutoencoderOutput", "models.hdr_vae.HDRDecoderOutput",
     "models.hdr_vae.HDRVAELoss", "models.widen.ProjectionLayout",
+    "jpeg_markers.FrameHeader", "ultrahdr_container.UltraHDRContainer",
+    "exr.UnreadableExrError",
+}
+
+# Functions that take no image or tensor (bytes, names, paths, header values; verify_lossy
+# the float32 numpy of a file being written): there is no device or dtype to keep. Each is covered where its input is: the fuzz targets
+# (tests/fuzz: decode_hdr, read_container, icc_gamut, frame_header) and the EXR checks'
+# own tests (tests/unit/test_exr_value_safety.py, test_exr.py).
+NO_ARRAY_INPUT = {
+    "exr_checks.check_channel_names", "exr_checks.colourspace_note",
+    "exr_checks.valid_name", "exr_checks.verify_lossy",
+    "exr_sequence.match_sequence", "gamut.match_chromaticities", "jpeg_markers.frame_header",
+    "radiance.decode_hdr", "ultrahdr_container.icc_gamut", "ultrahdr_container.read_container",
 }
 
 
@@ -67,9 +80,9 @@ def public_callables() -> set[str]:
 def test_every_public_function_and_class_has_a_recipe_or_is_plain_data():
     public = public_callables()
     assert len(public) > 150  # the enumeration itself works (187 when this was written)
-    assert sorted(public - RECIPES.keys() - DATA_TYPES) == []
-    assert sorted((RECIPES.keys() | DATA_TYPES) - public) == []  # no stale entries
-    assert not RECIPES.keys() & DATA_TYPES
+    assert sorted(public - RECIPES.keys() - DATA_TYPES - NO_ARRAY_INPUT) == []
+    assert sorted((RECIPES.keys() | DATA_TYPES | NO_ARRAY_INPUT) - public) == []  # no stale
+    assert not RECIPES.keys() & DATA_TYPES and not RECIPES.keys() & NO_ARRAY_INPUT
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
