@@ -47,9 +47,10 @@ DATA_TYPES = {
 }
 
 # Functions that take no image or tensor (bytes, names, paths, header values; verify_lossy
-# the float32 numpy of a file being written): there is no device or dtype to keep. Each is covered where its input is: the fuzz targets
-# (tests/fuzz: decode_hdr, read_container, icc_gamut, frame_header) and the EXR checks'
-# own tests (tests/unit/test_exr_value_safety.py, test_exr.py).
+# the float32 numpy of a file being written): there is no device or dtype to keep. Each is
+# covered where its input is: the fuzz targets (tests/fuzz: decode_hdr, read_container,
+# icc_gamut, frame_header) and the EXR checks' own tests (test_exr_value_safety.py,
+# test_exr.py).
 NO_ARRAY_INPUT = {
     "exr_checks.check_channel_names", "exr_checks.colourspace_note",
     "exr_checks.valid_name", "exr_checks.verify_lossy",
