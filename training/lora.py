@@ -44,7 +44,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -72,6 +71,7 @@ from .lora_export import (
     export_comfyui_lora,
 )
 from .lora_latents import LoraLatents, lora_dataset
+from .lora_memory import plan_memory
 from .lora_models import (
     DEFAULT_TARGETS,
     FAMILY_LAYOUTS,
@@ -81,6 +81,8 @@ from .lora_models import (
     model_family,
     predict_velocity,
 )
+from .lora_step import flow_loss, prepare_lora_model, train_step
+from .memory import OPTIMIZERS, WEIGHT_DTYPES, storage_dtype
 from .prompt_embeddings import PromptEmbeddings
 
 __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
@@ -155,11 +157,24 @@ class LoraTrainingOptions:
                               "run's adapter, LoRA, logs and checkpoints are removed first)")
     mixed_precision: str = _option("no", "accelerate mixed precision",
                                    choices=("no", "fp16", "bf16"))
+    weight_dtype: str = _option("auto", "storage of the frozen base: fp8 is weight-only "
+                                "(block Linears in float8 with per-channel scales, computed "
+                                "in bf16); auto: bf16 on CUDA, fp32 elsewhere",
+                                choices=("auto", *WEIGHT_DTYPES))
+    gradient_checkpointing: bool = _option(True, "recompute each transformer block's "
+                                           "activations in backward instead of keeping them")
+    blocks_to_swap: int = _option(0, "keep this many transformer blocks' frozen weights on "
+                                  "the CPU, each copied to the device only while it runs")
+    optimizer: str = _option("adamw", "adamw, or adamw8bit (torchao: 8-bit moments)",
+                             choices=OPTIMIZERS)
+    max_memory: float = _option(0.0, "GiB the run may use on its device; a run estimated "
+                                "above it is refused (0: the free memory of a CUDA device, "
+                                "no limit elsewhere)")
 
 
 # Options that may change between a run and its resume.
 _RESUMABLE = ("steps", "checkpoint_every", "eval_every", "num_workers", "resume", "output",
-              "overwrite")
+              "overwrite", "gradient_checkpointing", "blocks_to_swap", "max_memory")
 
 
 @dataclass(frozen=True)
@@ -175,43 +190,6 @@ class TrainingResult:
     trainable: int
     total: int
     seconds: float
-
-
-def _flow_loss(model, family: str, latents: dict, embeddings: PromptEmbeddings,
-               sigma: torch.Tensor, noise: torch.Tensor, options: LoraTrainingOptions,
-               guidance: float | None) -> torch.Tensor:
-    """Rectified-flow loss: ``x_t = (1 - t) x0 + t noise``, target ``noise - x0``."""
-    x0 = latents["target"]
-    t = sigma.view(-1, *(1,) * (x0.ndim - 1))
-    text, pooled = embeddings.lookup(latents["prompts"])
-    device = x0.device
-    predicted = predict_velocity(
-        model, family, (1 - t) * x0 + t * noise, sigma, text.to(device),
-        None if pooled is None else pooled.to(device), latents.get("reference"),
-        guidance=guidance, text_mask=embeddings.mask(latents["prompts"]))
-    error = (predicted.float() - (noise - x0).float()) ** 2
-    if "highlights" not in latents:
-        return error.mean()
-    weight = (1 + options.highlight_weight * latents["highlights"]).expand_as(error)
-    return (weight * error).sum() / weight.sum()
-
-
-def _item_draws(options, first: int, shape: torch.Size,
-                process_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flow time ``t`` and noise for the items ``first, first + 1, ...`` of a run (counted
-    over micro-batches), each from its own generator: a step sees the same draws whether
-    its items come as one batch or as accumulated micro-batches, and a resume too."""
-    sigmas, noises = [], []
-    for item in range(first, first + shape[0]):
-        generator = step_generator(options.seed, item, process_index)
-        sigmas.append(_logit_normal(1, generator, options))
-        noises.append(torch.randn(shape[1:], generator=generator))
-    return torch.cat(sigmas), torch.stack(noises)
-
-
-def _logit_normal(count: int, generator: torch.Generator, options) -> torch.Tensor:
-    normal = torch.randn(count, generator=generator)
-    return torch.sigmoid(options.logit_mean + options.logit_std * normal)
 
 
 def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
@@ -294,27 +272,28 @@ def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
 
 def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     """Run ``train-lora`` (see the module docstring); returns the :class:`TrainingResult`."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import set_peft_model_state_dict
 
     _check_options(options)
     accelerator = make_accelerator(options.mixed_precision)
     output = Path(options.output)
-    transformer = load_model(options.model, "transformer", "--model")
-    family = model_family(transformer)
-    vae = load_model(options.vae, "vae", "--vae").to(accelerator.device)
-    curve = get_curve(options.curve)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
-    _check_inputs(options, transformer, family, embeddings)
     dataset = lora_dataset(options)
     if len(dataset) <= options.holdout:
         raise ValueError(f"the data has {len(dataset)} items; --holdout {options.holdout} "
                          "leaves none to train on")
     train_count = len(dataset) - options.holdout
+    weight_dtype = plan_memory(options, accelerator, dataset[0]["hdr"].shape,
+                               embeddings.prompt_embeds.shape[1])
+    transformer = load_model(options.model, "transformer", "--model",
+                             storage_dtype(weight_dtype))
+    family = model_family(transformer)
+    vae = load_model(options.vae, "vae", "--vae")
+    curve = get_curve(options.curve)
+    _check_inputs(options, transformer, family, embeddings)
     targets = discover_targets(transformer, family, options.targets.split(","))
-    with torch.random.fork_rng(devices=[]):  # LoRA A's Kaiming init, drawn from --seed
-        torch.manual_seed(options.seed)
-        peft_model = get_peft_model(transformer, LoraConfig(
-            r=options.rank, lora_alpha=options.alpha or options.rank, target_modules=targets))
+    lora = prepare_lora_model(transformer, targets, options, weight_dtype, accelerator.device)
+    peft_model = lora.model
     peft_model.peft_config["default"].base_model_name_or_path = options.model
     trainable, total = peft_model.get_nb_trainable_parameters()
     share = 100.0 * trainable / total
@@ -336,16 +315,16 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                              f"({', '.join(changed)}); resume with the same options")
         set_peft_model_state_dict(peft_model, load_file(str(checkpoint / "model" /
                                                             ADAPTER_WEIGHTS)))
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
-                                  lr=options.learning_rate, weight_decay=options.weight_decay)
-    model, optimizer = accelerator.prepare(peft_model, optimizer)
+    model, optimizer = accelerator.prepare(peft_model, lora.optimizer,
+                                           device_placement=[False, True])
     start, log, heldout_log = 0, LossLog(), LossLog()
     if checkpoint is not None:
         state, log = restore_checkpoint(checkpoint, accelerator, optimizer)
         start, heldout_log = state["step"], LossLog(state["heldout"])
-    latents = LoraLatents(dataset, vae, family, curve, options)
+    latents = LoraLatents(dataset, vae, family, curve, options, accelerator.device)
     guidance = options.guidance if transformer.config.get("guidance_embeds") else None
     heldout = latents.batch(range(train_count, len(dataset)))
+    latents.release_vae_if_cached(range(train_count))
 
     def heldout_loss() -> float:
         bare = accelerator.unwrap_model(model)
@@ -359,10 +338,10 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                 sigma = torch.full((target.shape[0],), float(value))
                 moved = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
                          for k, v in heldout.items()}
-                losses.append(float(_flow_loss(bare, family, moved, embeddings,
-                                               sigma.to(accelerator.device),
-                                               noise.to(accelerator.device), options,
-                                               guidance)))
+                losses.append(float(flow_loss(bare, family, moved, embeddings,
+                                              sigma.to(accelerator.device),
+                                              noise.to(accelerator.device), options,
+                                              guidance, lora.dtype)))
         return sum(losses) / len(losses)
 
     def save(step: int, folder: Path) -> None:
@@ -386,24 +365,8 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     model.train()
     for step in range(start + 1, options.steps + 1):
         began = time.perf_counter()
-        total_loss = torch.zeros((), device=accelerator.device)
-        for micro in range(accumulation):
-            index = (step - 1) * accumulation + micro
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
-                     for k, v in next(micro_batches).items()}
-            sigma, noise = _item_draws(options, index * options.batch_size,
-                                       batch["target"].shape, accelerator.process_index)
-            syncing = micro == accumulation - 1
-            with nullcontext() if syncing else accelerator.no_sync(model):
-                loss = _flow_loss(model, family, batch, embeddings,
-                                  sigma.to(accelerator.device), noise.to(accelerator.device),
-                                  options, guidance)
-                accelerator.backward(loss / accumulation)
-            total_loss += loss.detach() / accumulation
-        if options.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad()
+        total_loss = train_step(accelerator, lora, model, optimizer, micro_batches, step,
+                                options, family, embeddings, guidance)
         log.append(step, total=float(accelerator.reduce(total_loss, "mean")))
         seconds += time.perf_counter() - began
         bar.update(1)
@@ -435,7 +398,9 @@ def parse_args(argv: Sequence[str] | None = None) -> LoraTrainingOptions:
         if option.default is MISSING:
             parser.add_argument(flag, required=True, help=option.metadata["help"], **extra)
         elif isinstance(option.default, bool):
-            parser.add_argument(flag, action="store_true", help=option.metadata["help"])
+            parser.add_argument(flag, help=option.metadata["help"], action=(
+                argparse.BooleanOptionalAction if option.default else "store_true"),
+                default=option.default)
         else:
             parser.add_argument(flag, type=type(option.default), default=option.default,
                                 help=f"{option.metadata['help']} (default {option.default})",

@@ -32,11 +32,15 @@ def highlight_share(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -
 class LoraLatents:
     """Dataset items -> the latents a step needs, through a :class:`LatentCache` if set.
 
-    ``options`` is the run's :class:`~.lora.LoraTrainingOptions`.
+    ``options`` is the run's :class:`~.lora.LoraTrainingOptions`. The VAE (loaded on the
+    CPU) moves to ``device`` when an item is first encoded; with a cache holding every
+    training item it leaves the device again (:meth:`release_vae_if_cached`).
     """
 
-    def __init__(self, dataset, vae, family: str, curve: Curve, options):
+    def __init__(self, dataset, vae, family: str, curve: Curve, options,
+                 device: torch.device | str = "cpu"):
         self.dataset, self.vae, self.curve, self.options = dataset, vae, curve, options
+        self.device = torch.device(device)
         self.items = EpochItems(dataset)
         self.layout = FAMILY_LAYOUTS[family]
         self.video = self.layout.video_latents
@@ -51,6 +55,7 @@ class LoraLatents:
         if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
             raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
                              "and Qwen-Image (image models) 1")
+        self.vae.to(self.device)
         latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
         if options.mode == "reference":
             sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
@@ -96,6 +101,17 @@ class LoraLatents:
         items = [self._cached(index) for index in indices]
         return {name: torch.stack([item[name] for item in items]) for name in items[0]
                 if name != "prompt"} | {"prompts": [item["prompt"] for item in items]}
+
+    def release_vae_if_cached(self, indices: Sequence[int]) -> None:
+        """With a cache: encode the items ``indices`` not cached yet (their epoch-0 crops, as
+        training will read them), then move the VAE off the device for the whole run."""
+        if self.cache is None:
+            return
+        for index in indices:
+            self._cached(index)
+        self.vae.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def batches(self, sampler: StepBatchSampler) -> Iterator[dict]:
         """The sampler's micro-batches, in order."""
