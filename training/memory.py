@@ -83,9 +83,11 @@ def keep_in_fp32(name: str, model: torch.nn.Module) -> bool:
 
 
 def _diffusers_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The diffusers model inside a peft wrapper (or ``model`` itself)."""
+    """The diffusers model inside a peft wrapper (or ``model`` itself): the first module
+    whose class declares ``_keep_in_fp32_modules`` (peft's wrappers only forward it)."""
     return next((module for module in model.modules()
-                 if hasattr(module, "_keep_in_fp32_modules")), model)
+                 if any("_keep_in_fp32_modules" in vars(cls) for cls in type(module).__mro__)),
+                model)
 
 
 def repeated_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:

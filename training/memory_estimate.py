@@ -18,15 +18,15 @@ its recomputation.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 
-__all__ = ["ACTIVATION_RULE", "BaseWeights", "MemoryEstimate", "MemoryPlan", "check_fits",
-           "device_memory", "estimate_memory", "read_base_weights"]
+__all__ = ["ACTIVATION_RULE", "BaseWeights", "MemoryEstimate", "MemoryPlan", "base_weights",
+           "check_fits", "device_memory", "estimate_memory", "read_base_weights"]
 
 GIB = 2**30
 ACTIVATION_RULE = (12, 1)
@@ -69,7 +69,17 @@ class BaseWeights:
 
 
 def read_base_weights(folder: str | Path, keep_in_fp32: Iterable[str] = ()) -> BaseWeights:
-    """:class:`BaseWeights` of the safetensors files in ``folder`` (headers only).
+    """:class:`BaseWeights` of the safetensors files in ``folder`` (headers only)."""
+    shapes = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as stored:
+            shapes |= {name: stored.get_slice(name).get_shape() for name in stored.keys()}
+    return base_weights(shapes, keep_in_fp32)
+
+
+def base_weights(shapes: Mapping[str, Sequence[int]],
+                 keep_in_fp32: Iterable[str] = ()) -> BaseWeights:
+    """:class:`BaseWeights` of a state dict's tensor shapes.
 
     Blocks are the entries of top-level numbered lists (``blocks.3.``,
     ``transformer_blocks.3.``); fp8-eligible weights are the 2-D ``.weight`` tensors inside
@@ -79,26 +89,23 @@ def read_base_weights(folder: str | Path, keep_in_fp32: Iterable[str] = ()) -> B
     kept = set(keep_in_fp32)
     total = fp8 = rows = fp32 = 0
     blocks: dict[tuple[str, int], list[int]] = {}
-    for path in sorted(Path(folder).glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as stored:
-            for name in stored.keys():
-                shape = stored.get_slice(name).get_shape()
-                count = int(torch.Size(shape).numel())
-                total += count
-                parts = name.split(".")
-                if kept & set(parts):
-                    fp32 += count
-                    continue
-                match = _BLOCK.match(name)
-                if not match:
-                    continue
-                block = blocks.setdefault((match.group(1), int(match.group(2))), [0, 0])
-                block[0] += count
-                if (len(shape) == 2 and name.endswith(".weight")
-                        and not any(part.startswith("norm") for part in parts)):
-                    fp8 += count
-                    rows += shape[0]
-                    block[1] += count
+    for name, shape in shapes.items():
+        count = int(torch.Size(shape).numel())
+        total += count
+        parts = name.split(".")
+        if kept & set(parts):
+            fp32 += count
+            continue
+        match = _BLOCK.match(name)
+        if not match:
+            continue
+        block = blocks.setdefault((match.group(1), int(match.group(2))), [0, 0])
+        block[0] += count
+        if (len(shape) == 2 and name.endswith(".weight")
+                and not any(part.startswith("norm") for part in parts)):
+            fp8 += count
+            rows += shape[0]
+            block[1] += count
     order = sorted(blocks, key=lambda key: (_list_order(key[0]), key[1]))
     return BaseWeights(total, fp8, rows, fp32, tuple(blocks[key][0] for key in order),
                        tuple(blocks[key][1] for key in order))
