@@ -82,6 +82,7 @@ from .lora_models import (
 )
 from .lora_options import LoraTrainingOptions, parse_args
 from .lora_step import flow_loss, prepare_lora_model, train_step
+from .lora_vae import FrozenVae
 from .memory import storage_dtype
 from .prompt_embeddings import PromptEmbeddings
 
@@ -129,8 +130,8 @@ def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
         "reference_downscale_factor": options.reference_downscale_factor,
         "base_model": {"family": family, "class_name": type(transformer).__name__,
                        "id": options.model, "config_sha256": config_sha256(transformer)},
-        "vae": {"class_name": type(vae).__name__, "id": options.vae,
-                "config_sha256": config_sha256(vae)},
+        "vae": {"class_name": vae.identity()["class_name"], "id": options.vae,
+                "config_sha256": vae.identity()["config_sha256"]},
         "lora": {"rank": options.rank, "alpha": options.alpha or options.rank,
                  "targets": targets},
     }
@@ -203,6 +204,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     accelerator = make_accelerator(options.mixed_precision)
     output = Path(options.output)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
+    vae = FrozenVae(options.vae, options.latent_cache or None)
     dataset = lora_dataset(options)
     if len(dataset) <= options.holdout:
         raise ValueError(f"the data has {len(dataset)} items; --holdout {options.holdout} "
@@ -213,7 +215,6 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     transformer = load_model(options.model, "transformer", "--model",
                              storage_dtype(weight_dtype))
     family = model_family(transformer)
-    vae = load_model(options.vae, "vae", "--vae")
     curve = get_curve(options.curve)
     _check_inputs(options, transformer, family, embeddings)
     targets = discover_targets(transformer, family, options.targets.split(","))

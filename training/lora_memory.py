@@ -101,8 +101,9 @@ def plan_memory(options, accelerator, item_shape: torch.Size, text_tokens: int) 
     available = "no limit" if limit is None else f"{limit / GIB:.2f} GiB available"
     accelerator.print(
         f"train-lora: memory plan {plan.flags()}: {base.total:,} base parameters "
-        f"({base.bytes(weight_dtype) / GIB:.2f} GiB as {weight_dtype}), "
-        f"{len(base.blocks)} blocks, {tokens:,} tokens a micro-batch; needs "
-        f"{estimate(plan).describe()} on {device.type} ({available})")
+        f"({base.bytes(weight_dtype) / GIB:.2f} GiB as {weight_dtype}) in "
+        f"{len(base.blocks)} blocks, {trainable:,} LoRA parameters "
+        f"({100 * trainable / (base.total + trainable):.3f}% trainable), {tokens:,} tokens a "
+        f"micro-batch; needs {estimate(plan).describe()} on {device.type} ({available})")
     check_fits(estimate, plan, len(base.blocks), limit)
     return weight_dtype

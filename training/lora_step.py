@@ -67,6 +67,10 @@ def prepare_lora_model(transformer: torch.nn.Module, targets: list[str], options
         blocks = [block for _, block in repeated_blocks(peft_model)]
         swap = BlockSwap(blocks[len(blocks) - options.blocks_to_swap:], device)
         swap.offload()
+        swapped = swap.swapped_tensors()  # frozen and identical on every process: DDP skips
+        peft_model._ddp_params_and_buffers_to_ignore = [  # broadcasting them at start
+            name for name, tensor in [*peft_model.named_parameters(),
+                                      *peft_model.named_buffers()] if id(tensor) in swapped]
     place_on_device(peft_model, device, swap)
     optimizer = make_optimizer(options.optimizer,
                                [p for p in peft_model.parameters() if p.requires_grad],

@@ -4,15 +4,18 @@ parameters with their gradients and optimizer moments, and the activations (by
 ``--gradient-checkpointing``), from the weights' safetensors headers and the model config.
 
 Activations are a rule of thumb: per token and transformer block, ``12 * hidden + ffn``
-values in the compute dtype. A LoRA on a frozen base keeps no inputs of its frozen Linear
-layers, only those of norms, attention (flash attention: q, k, v, output), the FFN
-activation and the LoRA layers; Korthikanti et al. (2022), "Reducing Activation
+values, counted as float32 whatever the weight dtype (Wan keeps its norms and modulation in
+float32; an all-bf16 model is over-counted). A LoRA on a frozen base keeps no inputs of its
+frozen Linear layers, only those of norms, attention (flash attention: q, k, v, output),
+the FFN activation and the LoRA layers; Korthikanti et al. (2022), "Reducing Activation
 Recomputation in Large Transformer Models", eq. 2, count 34 bytes per token and hidden
-unit for a fully trained fp16 layer with a ``4 * hidden`` FFN. Calibrated on the
-29.6 GB peak measured for a float32 Wan 2.1 1.3B LoRA step at 480x832x17 without
-checkpointing (issue 14); the rule gives 31.8 GB there. With checkpointing only each
-block's input (``hidden`` values per token) is kept, plus one block's activations during
-its recomputation.
+unit for a fully trained fp16 layer with a ``4 * hidden`` FFN. With gradient checkpointing
+only each block's input (``hidden`` values per token, in the compute dtype) is kept, plus
+one block's activations during its recomputation; an fp8 base adds one block's weights
+dequantized to bf16 (kept for its backward). Checked against the peaks
+``tests/bench/bench_train_memory.py`` measured on an H200 (rank 16, batch 1): with
+checkpointing -4 % to +7 % for Wan 1.3B/14B, Qwen-Image and Flux in bf16 and fp8 (block
+swap included); without it -10 % (Wan 1.3B, fp32) and +6 % (bf16).
 """
 
 from __future__ import annotations
@@ -162,9 +165,11 @@ def estimate_memory(base: BaseWeights, plan: MemoryPlan, trainable: int, tokens:
     if plan.blocks_to_swap:  # one swapped block is on the device at a time
         largest = max(base.bytes(plan.weight_dtype, [index]) for index in swapped)
         weights += largest - base.bytes(plan.weight_dtype, swapped)
+    if plan.weight_dtype == "fp8":  # one block's weights dequantized, kept for its backward
+        weights += 2 * max(base.fp8_blocks, default=0)
     state = trainable * (4 + 4 + _OPTIMIZER_BYTES[plan.optimizer])
     value = 4 if plan.weight_dtype == "fp32" else 2
-    per_block = tokens * (ACTIVATION_RULE[0] * hidden + ACTIVATION_RULE[1] * ffn) * value
+    per_block = tokens * (ACTIVATION_RULE[0] * hidden + ACTIVATION_RULE[1] * ffn) * 4
     if plan.gradient_checkpointing:
         activations = count * tokens * hidden * value + per_block
     else:

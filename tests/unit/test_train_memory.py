@@ -299,3 +299,18 @@ def test_block_swapping_without_gradient_checkpointing_is_refused():
     with pytest.raises(ValueError, match="drop --no-gradient-checkpointing"):
         check_blocks_to_swap(2, 3, gradient_checkpointing=False)
     check_blocks_to_swap(2, 3, gradient_checkpointing=True)
+
+
+def test_a_run_whose_latents_are_all_cached_never_loads_the_vae(models, tmp_path, monkeypatch):
+    cache = ["--latent-cache", str(tmp_path / "cache")]
+    assert run(arguments(models, tmp_path / "first", *cache))[0] == 0
+    from comfyui_hdr.training import lora_vae
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the VAE was loaded although every latent is cached")
+
+    monkeypatch.setattr(lora_vae, "load_model", refuse)
+    assert run(arguments(models, tmp_path / "second", *cache))[0] == 0
+    assert losses(tmp_path / "second") == losses(tmp_path / "first")
+    mapping = (tmp_path / "second" / "hdr_lora.json").read_text()
+    assert '"class_name": "AutoencoderKLWan"' in mapping  # the remembered identity
