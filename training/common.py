@@ -223,25 +223,71 @@ def _failed_anywhere(accelerator, failed: bool) -> bool:
     return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
+_QUANTIZED_STATES = ("torchao.optim.",)
+"""Modules whose optimizer-state tensor subclasses checkpoints store by their parts."""
+
+
+def _quantized_state(value: torch.Tensor) -> bool:
+    module = type(value).__module__
+    return type(value) is not torch.Tensor and module.startswith(_QUANTIZED_STATES)
+
+
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
-    """Split an optimizer state dict into safetensors tensors and a JSON remainder."""
+    """Split an optimizer state dict into safetensors tensors and a JSON remainder.
+
+    Quantized states (torchao's 8-bit moments, tensor subclasses) are stored as their
+    inner tensors (``__tensor_flatten__``), their class and attributes in the remainder.
+    """
     tensors, scalars = {}, {}
     for parameter, entries in state_dict["state"].items():
         for name, value in entries.items():
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, torch.Tensor) and _quantized_state(value):
+                inner, attributes = value.__tensor_flatten__()
+                for part in inner:
+                    tensors[f"{parameter}.{name}.{part}"] = (
+                        getattr(value, part).detach().cpu().contiguous())
+                scalars.setdefault(str(parameter), {})[name] = {"quantized": {
+                    "class": f"{type(value).__module__}:{type(value).__qualname__}",
+                    "inner": list(inner), "attributes": [
+                        str(item).removeprefix("torch.") if isinstance(item, torch.dtype)
+                        else item for item in attributes]}}
+            elif isinstance(value, torch.Tensor):
                 tensors[f"{parameter}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(parameter), {})[name] = value
-    return tensors, {"param_groups": state_dict["param_groups"], "state": scalars}
+    groups = [{name: {"tensor": value.item()} if isinstance(value, torch.Tensor) else value
+               for name, value in group.items()} for group in state_dict["param_groups"]]
+    return tensors, {"param_groups": groups, "state": scalars}
+
+
+def _rebuild_quantized(tensors: dict[str, torch.Tensor], key: str, spec: dict) -> torch.Tensor:
+    import importlib
+
+    module, name = spec["class"].split(":")
+    if not module.startswith(_QUANTIZED_STATES):
+        raise ValueError(f"optimizer.json names {spec['class']}, not a quantized optimizer "
+                         "state this trainer writes; the checkpoint is not one of ours")
+    cls = getattr(importlib.import_module(module), name)
+    attributes = [getattr(torch, item) if isinstance(item, str) else item
+                  for item in spec["attributes"]]
+    inner = {part: tensors.pop(f"{key}.{part}") for part in spec["inner"]}
+    return cls.__tensor_unflatten__(inner, attributes, None, None)
 
 
 def _optimizer_state(tensors: dict[str, torch.Tensor], remainder: dict) -> dict:
-    state: dict[int, dict] = {int(key): dict(entries)
-                              for key, entries in remainder["state"].items()}
+    tensors = dict(tensors)
+    state: dict[int, dict] = {}
+    for key, entries in remainder["state"].items():
+        state[int(key)] = {name: _rebuild_quantized(tensors, f"{key}.{name}", value["quantized"])
+                           if isinstance(value, dict) and "quantized" in value else value
+                           for name, value in entries.items()}
     for key, tensor in tensors.items():
         parameter, name = key.split(".", 1)
         state.setdefault(int(parameter), {})[name] = tensor
-    return {"state": state, "param_groups": remainder["param_groups"]}
+    groups = [{name: torch.tensor(value["tensor"], dtype=torch.float32)
+               if isinstance(value, dict) and "tensor" in value else value
+               for name, value in group.items()} for group in remainder["param_groups"]]
+    return {"state": state, "param_groups": groups}
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:

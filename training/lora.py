@@ -37,22 +37,20 @@ Checkpoints and the final folder hold peft's ``adapter_model.safetensors`` (meta
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.transfer import CURVES, Curve, get_curve
+from ..hdr.transfer import Curve, get_curve
 from .common import (
     LossLog,
     StepBatchSampler,
@@ -72,6 +70,7 @@ from .lora_export import (
     export_comfyui_lora,
 )
 from .lora_latents import LoraLatents, lora_dataset
+from .lora_memory import plan_memory
 from .lora_models import (
     DEFAULT_TARGETS,
     FAMILY_LAYOUTS,
@@ -81,6 +80,10 @@ from .lora_models import (
     model_family,
     predict_velocity,
 )
+from .lora_options import LoraTrainingOptions, parse_args
+from .lora_step import flow_loss, prepare_lora_model, train_step
+from .lora_vae import FrozenVae
+from .memory import storage_dtype
 from .prompt_embeddings import PromptEmbeddings
 
 __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
@@ -95,71 +98,9 @@ HELDOUT_QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 _SEEDED_NOISE = 2**31 - 1  # step index of the held-out noise (never a training step)
 
 
-def _option(default, help: str, **argparse_options):
-    return field(default=default, metadata={"help": help, **argparse_options})
-
-
-@dataclass
-class LoraTrainingOptions:
-    """Every ``train-lora`` option (the CLI flags are these names with dashes)."""
-
-    model: str = _option(MISSING, "diffusers transformer folder (or a pipeline folder with "
-                         "transformer/): Flux, Wan 2.1 or Qwen-Image")
-    vae: str = _option(MISSING, "diffusers VAE folder (or a pipeline folder with vae/)")
-    prompt_embeddings: str = _option(MISSING, "safetensors of precomputed prompt embeddings "
-                                     "(see PromptEmbeddings); must hold every caption, and "
-                                     "'' for uncaptioned data")
-    output: str = _option(MISSING, "output folder (checkpoints, adapter, ComfyUI LoRA, plots)")
-    data: str = _option("procedural", "'procedural' scenes or a folder of EXRs")
-    scenes: int = _option(64, "number of procedural scenes")
-    size: int = _option(64, "procedural scene size in pixels")
-    crop: int = _option(0, "square crop side in pixels (0: full frame)")
-    centre_crop: bool = _option(False, "crop at the centre instead of at random")
-    frames: int = _option(1, "frames per clip (Wan: 1 + 4k)")
-    gamut: str = _option("rec709", "gamut of the EXRs' linear RGB")
-    nan_frames: str = _option("skip", "frames holding NaN/Inf", choices=("skip", "error"))
-    holdout: int = _option(2, "items kept out of training for the held-out loss (the last)")
-    mode: str = _option("text", "text-to-HDR or SDR-reference-conditioned",
-                        choices=("text", "reference"))
-    reference_downscale_factor: int = _option(1, "reference mode: SDR reference downscale")
-    degradations: str = _option("default", "SDR reference degradations",
-                                choices=("default", "clean"))
-    curve: str = _option("logc4", "log curve of the targets", choices=tuple(CURVES))
-    rank: int = _option(16, "LoRA rank")
-    alpha: float = _option(0.0, "LoRA alpha (0: equal to the rank, scale 1)")
-    targets: str = _option(",".join(DEFAULT_TARGETS), "comma-separated layer-name endings "
-                           "to adapt")
-    max_trainable_share: float = _option(5.0, "refuse a LoRA training more than this "
-                                         "percentage of the model's parameters")
-    steps: int = _option(1000, "optimizer steps in total (a resume continues to this)")
-    batch_size: int = _option(1, "items per process and micro-batch")
-    gradient_accumulation: int = _option(1, "micro-batches per optimizer step")
-    learning_rate: float = _option(1e-4, "AdamW learning rate")
-    weight_decay: float = _option(0.0, "AdamW weight decay")
-    max_grad_norm: float = _option(1.0, "gradient clipping norm (0: off)")
-    logit_mean: float = _option(0.0, "mean of the logit-normal t")
-    logit_std: float = _option(1.0, "standard deviation of the logit-normal t")
-    highlight_weight: float = _option(0.0, "extra loss weight on latent pixels above "
-                                      "--highlight-threshold (0: plain MSE)")
-    highlight_threshold: float = _option(1.0, "scene-linear luminance of a highlight "
-                                         "(1.0 = diffuse white)")
-    guidance: float = _option(1.0, "Flux guidance value, for guidance-distilled models")
-    latent_cache: str = _option("", "folder caching VAE latents (crops and degradations are "
-                                "then drawn once per item, not per epoch)")
-    num_workers: int = _option(0, "DataLoader worker processes (without the cache)")
-    seed: int = _option(0, "seed of data order, crops, degradations, noise and t")
-    checkpoint_every: int = _option(100, "steps between checkpoints")
-    eval_every: int = _option(50, "steps between held-out losses")
-    resume: str = _option("", "'latest' or a checkpoint-<step> folder to continue from")
-    overwrite: bool = _option(False, "start a new run in a non-empty --output (the old "
-                              "run's adapter, LoRA, logs and checkpoints are removed first)")
-    mixed_precision: str = _option("no", "accelerate mixed precision",
-                                   choices=("no", "fp16", "bf16"))
-
-
 # Options that may change between a run and its resume.
 _RESUMABLE = ("steps", "checkpoint_every", "eval_every", "num_workers", "resume", "output",
-              "overwrite")
+              "overwrite", "gradient_checkpointing", "blocks_to_swap", "max_memory")
 
 
 @dataclass(frozen=True)
@@ -177,43 +118,6 @@ class TrainingResult:
     seconds: float
 
 
-def _flow_loss(model, family: str, latents: dict, embeddings: PromptEmbeddings,
-               sigma: torch.Tensor, noise: torch.Tensor, options: LoraTrainingOptions,
-               guidance: float | None) -> torch.Tensor:
-    """Rectified-flow loss: ``x_t = (1 - t) x0 + t noise``, target ``noise - x0``."""
-    x0 = latents["target"]
-    t = sigma.view(-1, *(1,) * (x0.ndim - 1))
-    text, pooled = embeddings.lookup(latents["prompts"])
-    device = x0.device
-    predicted = predict_velocity(
-        model, family, (1 - t) * x0 + t * noise, sigma, text.to(device),
-        None if pooled is None else pooled.to(device), latents.get("reference"),
-        guidance=guidance, text_mask=embeddings.mask(latents["prompts"]))
-    error = (predicted.float() - (noise - x0).float()) ** 2
-    if "highlights" not in latents:
-        return error.mean()
-    weight = (1 + options.highlight_weight * latents["highlights"]).expand_as(error)
-    return (weight * error).sum() / weight.sum()
-
-
-def _item_draws(options, first: int, shape: torch.Size,
-                process_index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flow time ``t`` and noise for the items ``first, first + 1, ...`` of a run (counted
-    over micro-batches), each from its own generator: a step sees the same draws whether
-    its items come as one batch or as accumulated micro-batches, and a resume too."""
-    sigmas, noises = [], []
-    for item in range(first, first + shape[0]):
-        generator = step_generator(options.seed, item, process_index)
-        sigmas.append(_logit_normal(1, generator, options))
-        noises.append(torch.randn(shape[1:], generator=generator))
-    return torch.cat(sigmas), torch.stack(noises)
-
-
-def _logit_normal(count: int, generator: torch.Generator, options) -> torch.Tensor:
-    normal = torch.randn(count, generator=generator)
-    return torch.sigmoid(options.logit_mean + options.logit_std * normal)
-
-
 def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
                     targets: list[str], step: int) -> dict:
     return {
@@ -226,8 +130,8 @@ def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
         "reference_downscale_factor": options.reference_downscale_factor,
         "base_model": {"family": family, "class_name": type(transformer).__name__,
                        "id": options.model, "config_sha256": config_sha256(transformer)},
-        "vae": {"class_name": type(vae).__name__, "id": options.vae,
-                "config_sha256": config_sha256(vae)},
+        "vae": {"class_name": vae.identity()["class_name"], "id": options.vae,
+                "config_sha256": vae.identity()["config_sha256"]},
         "lora": {"rank": options.rank, "alpha": options.alpha or options.rank,
                  "targets": targets},
     }
@@ -294,27 +198,28 @@ def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
 
 def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     """Run ``train-lora`` (see the module docstring); returns the :class:`TrainingResult`."""
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft import set_peft_model_state_dict
 
     _check_options(options)
     accelerator = make_accelerator(options.mixed_precision)
     output = Path(options.output)
-    transformer = load_model(options.model, "transformer", "--model")
-    family = model_family(transformer)
-    vae = load_model(options.vae, "vae", "--vae").to(accelerator.device)
-    curve = get_curve(options.curve)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
-    _check_inputs(options, transformer, family, embeddings)
+    vae = FrozenVae(options.vae, options.latent_cache or None)
     dataset = lora_dataset(options)
     if len(dataset) <= options.holdout:
         raise ValueError(f"the data has {len(dataset)} items; --holdout {options.holdout} "
                          "leaves none to train on")
     train_count = len(dataset) - options.holdout
+    weight_dtype = plan_memory(options, accelerator, dataset[0]["hdr"].shape,
+                               embeddings.prompt_embeds.shape[1])
+    transformer = load_model(options.model, "transformer", "--model",
+                             storage_dtype(weight_dtype))
+    family = model_family(transformer)
+    curve = get_curve(options.curve)
+    _check_inputs(options, transformer, family, embeddings)
     targets = discover_targets(transformer, family, options.targets.split(","))
-    with torch.random.fork_rng(devices=[]):  # LoRA A's Kaiming init, drawn from --seed
-        torch.manual_seed(options.seed)
-        peft_model = get_peft_model(transformer, LoraConfig(
-            r=options.rank, lora_alpha=options.alpha or options.rank, target_modules=targets))
+    lora = prepare_lora_model(transformer, targets, options, weight_dtype, accelerator.device)
+    peft_model = lora.model
     peft_model.peft_config["default"].base_model_name_or_path = options.model
     trainable, total = peft_model.get_nb_trainable_parameters()
     share = 100.0 * trainable / total
@@ -336,16 +241,16 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                              f"({', '.join(changed)}); resume with the same options")
         set_peft_model_state_dict(peft_model, load_file(str(checkpoint / "model" /
                                                             ADAPTER_WEIGHTS)))
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
-                                  lr=options.learning_rate, weight_decay=options.weight_decay)
-    model, optimizer = accelerator.prepare(peft_model, optimizer)
+    model, optimizer = accelerator.prepare(peft_model, lora.optimizer,
+                                           device_placement=[False, True])
     start, log, heldout_log = 0, LossLog(), LossLog()
     if checkpoint is not None:
         state, log = restore_checkpoint(checkpoint, accelerator, optimizer)
         start, heldout_log = state["step"], LossLog(state["heldout"])
-    latents = LoraLatents(dataset, vae, family, curve, options)
+    latents = LoraLatents(dataset, vae, family, curve, options, accelerator.device)
     guidance = options.guidance if transformer.config.get("guidance_embeds") else None
     heldout = latents.batch(range(train_count, len(dataset)))
+    latents.release_vae_if_cached(range(train_count))
 
     def heldout_loss() -> float:
         bare = accelerator.unwrap_model(model)
@@ -359,10 +264,10 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                 sigma = torch.full((target.shape[0],), float(value))
                 moved = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
                          for k, v in heldout.items()}
-                losses.append(float(_flow_loss(bare, family, moved, embeddings,
-                                               sigma.to(accelerator.device),
-                                               noise.to(accelerator.device), options,
-                                               guidance)))
+                losses.append(float(flow_loss(bare, family, moved, embeddings,
+                                              sigma.to(accelerator.device),
+                                              noise.to(accelerator.device), options,
+                                              guidance, lora.dtype)))
         return sum(losses) / len(losses)
 
     def save(step: int, folder: Path) -> None:
@@ -386,24 +291,8 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     model.train()
     for step in range(start + 1, options.steps + 1):
         began = time.perf_counter()
-        total_loss = torch.zeros((), device=accelerator.device)
-        for micro in range(accumulation):
-            index = (step - 1) * accumulation + micro
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
-                     for k, v in next(micro_batches).items()}
-            sigma, noise = _item_draws(options, index * options.batch_size,
-                                       batch["target"].shape, accelerator.process_index)
-            syncing = micro == accumulation - 1
-            with nullcontext() if syncing else accelerator.no_sync(model):
-                loss = _flow_loss(model, family, batch, embeddings,
-                                  sigma.to(accelerator.device), noise.to(accelerator.device),
-                                  options, guidance)
-                accelerator.backward(loss / accumulation)
-            total_loss += loss.detach() / accumulation
-        if options.max_grad_norm:
-            accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad()
+        total_loss = train_step(accelerator, lora, model, optimizer, micro_batches, step,
+                                options, family, embeddings, guidance)
         log.append(step, total=float(accelerator.reduce(total_loss, "mean")))
         seconds += time.perf_counter() - began
         bar.update(1)
@@ -421,26 +310,6 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     return TrainingResult(output, [row["total"] for row in log.rows],
                           [(row["step"], row["heldout"]) for row in heldout_log.rows],
                           trainable, total, seconds)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> LoraTrainingOptions:
-    """Parse ``train-lora``'s command line into :class:`LoraTrainingOptions`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m comfyui_hdr.training train-lora",
-        description="Train a log-space HDR LoRA (rectified flow, peft) "
-        "on EXRs or procedural scenes; writes a peft adapter and a ComfyUI LoRA.")
-    for option in fields(LoraTrainingOptions):
-        flag = "--" + option.name.replace("_", "-")
-        extra = {key: value for key, value in option.metadata.items() if key != "help"}
-        if option.default is MISSING:
-            parser.add_argument(flag, required=True, help=option.metadata["help"], **extra)
-        elif isinstance(option.default, bool):
-            parser.add_argument(flag, action="store_true", help=option.metadata["help"])
-        else:
-            parser.add_argument(flag, type=type(option.default), default=option.default,
-                                help=f"{option.metadata['help']} (default {option.default})",
-                                **extra)
-    return LoraTrainingOptions(**vars(parser.parse_args(argv)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,8 +13,8 @@ from ..hdr.degrade import DegradationConfig, downscale_reference
 from ..hdr.gamut import luminance
 from ..hdr.transfer import Curve
 from .common import EpochItems, StepBatchSampler
-from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate, weights_hash
-from .lora_models import FAMILY_LAYOUTS, config_sha256, encode_latents
+from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate
+from .lora_models import FAMILY_LAYOUTS, encode_latents
 
 __all__ = ["LoraLatents", "highlight_share", "lora_dataset"]
 
@@ -32,18 +32,22 @@ def highlight_share(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -
 class LoraLatents:
     """Dataset items -> the latents a step needs, through a :class:`LatentCache` if set.
 
-    ``options`` is the run's :class:`~.lora.LoraTrainingOptions`.
+    ``options`` is the run's :class:`~.lora.LoraTrainingOptions`; ``vae`` a
+    :class:`~.lora_vae.FrozenVae`, loaded and moved to ``device`` when an item is first
+    encoded; with a cache holding every training item it leaves the device again
+    (:meth:`release_vae_if_cached`), or never loads if every latent was cached before.
     """
 
-    def __init__(self, dataset, vae, family: str, curve: Curve, options):
+    def __init__(self, dataset, vae, family: str, curve: Curve, options,
+                 device: torch.device | str = "cpu"):
         self.dataset, self.vae, self.curve, self.options = dataset, vae, curve, options
+        self.device = torch.device(device)
         self.items = EpochItems(dataset)
         self.layout = FAMILY_LAYOUTS[family]
         self.video = self.layout.video_latents
         self.cache = LatentCache(options.latent_cache) if options.latent_cache else None
         # Weights and config: the config's latent statistics normalise the latents too.
-        self.vae_hash = (f"{weights_hash(vae)}+config:{config_sha256(vae)}" if self.cache
-                         else None)
+        self.vae_hash = vae.cache_key() if self.cache else None
 
     def encode(self, batch: dict) -> dict:
         """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""
@@ -51,10 +55,11 @@ class LoraLatents:
         if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
             raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
                              "and Qwen-Image (image models) 1")
-        latents = {"target": encode_latents(self.vae, self.curve.encode(hdr), self.video).cpu()}
+        vae = self.vae.model.to(self.device)
+        latents = {"target": encode_latents(vae, self.curve.encode(hdr), self.video).cpu()}
         if options.mode == "reference":
             sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
-            latents["reference"] = encode_latents(self.vae, sdr, self.video).cpu()
+            latents["reference"] = encode_latents(vae, sdr, self.video).cpu()
         if options.highlight_weight:
             latents["highlights"] = highlight_share(hdr, options.highlight_threshold,
                                                 latents["target"])
@@ -96,6 +101,15 @@ class LoraLatents:
         items = [self._cached(index) for index in indices]
         return {name: torch.stack([item[name] for item in items]) for name in items[0]
                 if name != "prompt"} | {"prompts": [item["prompt"] for item in items]}
+
+    def release_vae_if_cached(self, indices: Sequence[int]) -> None:
+        """With a cache: encode the items ``indices`` not cached yet (their epoch-0 crops, as
+        training will read them), then move the VAE off the device for the whole run."""
+        if self.cache is None:
+            return
+        for index in indices:
+            self._cached(index)
+        self.vae.release(self.device)
 
     def batches(self, sampler: StepBatchSampler) -> Iterator[dict]:
         """The sampler's micro-batches, in order."""

@@ -32,7 +32,7 @@ from .common import check_safetensors_dir
 from .lora_export import FAMILIES
 
 __all__ = ["DEFAULT_TARGETS", "FAMILY_LAYOUTS", "FamilyLayout", "config_sha256",
-           "decode_latents", "discover_targets", "encode_latents", "load_model",
+           "decode_latents", "discover_targets", "encode_latents", "is_target", "load_model",
            "model_family", "predict_velocity"]
 
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
@@ -81,23 +81,29 @@ def model_family(model: torch.nn.Module, argument: str = "--model") -> str:
     return family
 
 
+def is_target(name: str, family: str, endings: Sequence[str] = DEFAULT_TARGETS) -> bool:
+    """Whether layer ``name`` ends with one of ``endings`` (as whole dot-separated words)
+    and lies outside the family's conditioning branch."""
+    return (any(name == ending or name.endswith("." + ending) for ending in endings)
+            and not any(re.search(pattern, name)
+                        for pattern in FAMILY_LAYOUTS[family].excluded))
+
+
 def discover_targets(model: torch.nn.Module, family: str,
                      endings: Sequence[str] = DEFAULT_TARGETS) -> list[str]:
-    """Names of the ``nn.Linear`` layers of ``model`` whose name ends with one of
-    ``endings`` (as whole dot-separated words), minus the family's conditioning branch."""
-    excluded = [re.compile(pattern) for pattern in FAMILY_LAYOUTS[family].excluded]
+    """Names of the ``nn.Linear`` layers of ``model`` that :func:`is_target` picks."""
     found = [name for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear)
-             and any(name == ending or name.endswith("." + ending) for ending in endings)
-             and not any(pattern.search(name) for pattern in excluded)]
+             if isinstance(module, torch.nn.Linear) and is_target(name, family, endings)]
     if not found:
         raise ValueError(f"--targets {','.join(endings)} matches no Linear layer of "
                          f"{type(model).__name__}; use layer-name endings such as to_q")
     return found
 
 
-def load_model(path: str, part: str, argument: str) -> torch.nn.Module:
-    """A frozen diffusers model from a model folder or a pipeline folder's ``part/``."""
+def load_model(path: str, part: str, argument: str,
+               dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A frozen diffusers model from a model folder or a pipeline folder's ``part/``, on
+    the CPU in ``dtype`` (its ``_keep_in_fp32_modules`` in float32)."""
     import diffusers
 
     folder = Path(path)
@@ -108,7 +114,7 @@ def load_model(path: str, part: str, argument: str) -> torch.nn.Module:
     if model_class is None:
         raise ValueError(f"{argument} {folder}: config.json names no diffusers class "
                          f"({config.get('_class_name')!r})")
-    return model_class.from_pretrained(folder).eval().requires_grad_(False)
+    return model_class.from_pretrained(folder, torch_dtype=dtype).eval().requires_grad_(False)
 
 
 def config_sha256(model: torch.nn.Module) -> str:

@@ -61,6 +61,7 @@ from .common import (
     write_json,
 )
 from .data import ExrFolderDataset, ProceduralScenes, collate
+from .memory import OPTIMIZERS, WEIGHT_DTYPES, make_optimizer
 
 __all__ = ["TrainedVAE", "build_parser", "heldout_errors", "main", "scene_log2_range",
            "train_vae"]
@@ -141,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="brightest stop (default: measured, the data's maximum)")
     model.add_argument("--display-tone-mapper", default="reinhard", choices=list(TONE_MAPPERS),
                        help="tone mapper the display head learns (default reinhard)")
-    model.add_argument("--gradient-checkpointing", action="store_true",
-                       help="trade compute for activation memory")
+    model.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction,
+                       default=True, help="recompute the encoder's and decoder's block "
+                       "activations in backward instead of keeping them (default on)")
 
     loss = parser.add_argument_group("loss")
     loss.add_argument("--floor", type=float, default=2.0**-12,
@@ -170,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "and checkpoints are removed first)")
     run.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16", "fp8"],
                      help="refused unless 'no': the HDR VAE trains in float32")
+    run.add_argument("--weight-dtype", default="auto", choices=["auto", *WEIGHT_DTYPES],
+                     help="refused unless fp32 or auto: every weight of the HDR VAE trains, "
+                          "in float32 (there is no frozen base to store in less)")
+    run.add_argument("--optimizer", default="adamw", choices=list(OPTIMIZERS),
+                     help="adamw, or adamw8bit (torchao: AdamW's moments in 8 bits)")
     return parser
 
 
@@ -184,6 +191,10 @@ def _check(arguments: argparse.Namespace) -> None:
         if arguments.seed + arguments.procedural > HELDOUT_SEED:
             raise ValueError(f"--seed + --procedural must stay below {HELDOUT_SEED}, where "
                              "the held-out scenes start")
+    if arguments.weight_dtype not in ("auto", "fp32"):
+        raise ValueError(f"--weight-dtype is {arguments.weight_dtype}, but every weight of the "
+                         "HDR VAE trains, in float32 (fp16/bf16 band smooth HDR gradients); "
+                         "use --weight-dtype fp32")
     layout = ("block_out_channels", "layers_per_block", "norm_num_groups",
               "mid_block_attention")
     if arguments.init_from and any(getattr(arguments, name) is not None for name in layout):
@@ -386,8 +397,14 @@ def train_vae(arguments: argparse.Namespace) -> TrainedVAE:
     if arguments.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=arguments.learning_rate,
-                                  weight_decay=arguments.weight_decay)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    state = parameters * (4 + 4 + (8 if arguments.optimizer == "adamw" else 2))
+    accelerator.print(f"train-vae: {parameters:,} parameters, all trainable (float32); "
+                      f"weights, gradients and {arguments.optimizer} state {state / 2**30:.2f} "
+                      "GiB, activations on top (gradient checkpointing "
+                      f"{'on' if arguments.gradient_checkpointing else 'off'})")
+    optimizer = make_optimizer(arguments.optimizer, model.parameters(),
+                               arguments.learning_rate, arguments.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
     vae = accelerator.unwrap_model(model)
     if checkpoint is not None:

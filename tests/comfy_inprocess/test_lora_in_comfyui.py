@@ -124,6 +124,34 @@ def test_comfyui_applies_the_exported_lora_as_peft_does(trained, comfy_wan, inpu
     assert (in_diffusers - base).abs().mean() > 100 * SAME_AS_DIFFUSERS  # the LoRA acts
 
 
+@pytest.mark.parametrize("weight_dtype", ["bf16", "fp8"])
+def test_a_lora_trained_on_a_bf16_or_fp8_base_loads_in_comfyui(trained, comfy_wan, inputs,
+                                                               weight_dtype, caplog):
+    # The base is stored in bf16 / float8 while training; the LoRA itself trains in fp32 and
+    # is exported the same way, so ComfyUI applies it to the fp32 base as peft does.
+    output = trained / f"lora_{weight_dtype}"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["--model", str(trained / "wan"), "--vae", str(trained / "vae"),
+                     "--prompt-embeddings", str(trained / "text.safetensors"),
+                     "--output", str(output), "--scenes", "4", "--size", "64", "--rank", "4",
+                     "--steps", "3", "--learning-rate", "0.05", "--weight-dtype", weight_dtype])
+    assert code == 0
+    lora = load_file(str(output / "comfyui_lora.safetensors"))
+    assert {tensor.dtype for tensor in lora.values()} == {torch.float32}
+    with caplog.at_level(logging.WARNING):
+        with_lora, _ = comfy.sd.load_lora_for_models(comfy_wan, None, lora, 1.0, 0.0)
+    assert not [record for record in caplog.records if "lora key not loaded" in
+                record.getMessage() or "NOT LOADED" in record.getMessage()]
+    assert len(with_lora.patches) == 8
+    peft = load_adapter(WanTransformer3DModel.from_pretrained(trained / "wan"), output)
+    in_comfyui, in_diffusers = comfy_velocity(with_lora, *inputs), diffusers_velocity(peft,
+                                                                                      *inputs)
+    assert (in_comfyui - in_diffusers).abs().max() <= SAME_AS_DIFFUSERS
+    with peft.disable_adapter():
+        base = diffusers_velocity(peft, *inputs)
+    assert (in_diffusers - base).abs().mean() > 100 * SAME_AS_DIFFUSERS  # the LoRA acts
+
+
 def test_the_lora_fits_the_comfyui_state_dict_and_a_flux_lora_does_not(trained, comfy_wan):
     lora = load_file(str(trained / "lora" / "comfyui_lora.safetensors"))
     model_state = comfy_wan.model.state_dict()  # keys "diffusion_model.blocks.0..."
