@@ -11,7 +11,7 @@ import torch
 
 from ..hdr import exposure, exr, exr_sequence, gamut, ocio
 from ._common import CATEGORY_IO, output_path_for, require_image
-from ._preview import hdr_view
+from ._preview import core_image_entries, hdr_view
 from .ocio_nodes import colourspace_input
 
 COMPRESSIONS = list(exr.COMPRESSIONS)
@@ -140,7 +140,7 @@ class HDRSaveEXR:
         stats = exposure.hdr_stats(images, gamut=_gamut_of(colourspace) or "rec709")
         text = f"wrote {len(paths)} EXR: {paths[0].name}" + (
             f" .. {paths[-1].name}" if len(paths) > 1 else "") + "\n" + stats.as_text()
-        return {"ui": {"exr_files": files, "text": [text],
+        return {"ui": {**core_image_entries(files), "exr_files": files, "text": [text],
                        **hdr_view(images, colourspace=colourspace, label="Save EXR")}}
 
 
