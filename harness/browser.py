@@ -2,6 +2,10 @@
 
 Used by the browser tests and by ``scripts/export_ui_workflows.py``; the recipe (flags,
 tutorial setting, readiness checks) is the measured one in shared/COMFYUI_HARNESS.md.
+
+A page shows the graph in one of two node modes: ``"classic"`` (LiteGraph draws the nodes on
+its canvas) or ``"vue"`` (frontend "Nodes 2.0": nodes are Vue components, setting
+``Comfy.VueNodes.Enabled``; the default of new desktop and cloud installs).
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
+
+NODE_MODES = ("classic", "vue")
+# Frontend 1.32.9's Vue nodes (a beta) lay out no DOM widget: no viewer, no text. The pack
+# supports Vue node mode from frontend 1.49 on, the frontends artists run it with.
+VUE_NODES_SINCE = (1, 49)
 
 # Resolves when the queued prompt ends: the last event's type and its data, or
 # {type: 'timeout'} after RUN_TIMEOUT_MS so a lost event never hangs a test.
@@ -43,20 +52,32 @@ def chromium_path() -> str:
     return path
 
 
-def _prepare_server(url: str) -> None:
+def node_modes(frontend: str) -> tuple[str, ...]:
+    """The node modes the pack supports (and tests) on frontend version ``frontend``."""
+    version = tuple(int(part) for part in frontend.split(".")[:2])
+    return NODE_MODES if version >= VUE_NODES_SINCE else ("classic",)
+
+
+def _set_setting(url: str, name: str, value) -> None:
     request = urllib.request.Request(
-        f"{url}/api/settings/Comfy.TutorialCompleted", data=json.dumps(True).encode(),
+        f"{url}/api/settings/{name}", data=json.dumps(value).encode(),
         method="POST", headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=30).read()
 
 
 @contextlib.contextmanager
-def comfy_page(url: str, *, width: int = 1600, height: int = 1000) -> Iterator:
-    """A Playwright page with the ComfyUI frontend loaded and ready (``window.app.graph``)."""
+def comfy_page(url: str, *, node_mode: str = "classic", width: int = 1600,
+               height: int = 1000) -> Iterator:
+    """A Playwright page with the ComfyUI frontend loaded and ready (``window.app.graph``),
+    its nodes in ``node_mode`` (one of :data:`NODE_MODES`; a server-side setting, so one mode
+    at a time per server)."""
     from playwright.sync_api import sync_playwright
 
-    _prepare_server(url)
+    if node_mode not in NODE_MODES:
+        raise ValueError(f"node_mode must be one of {NODE_MODES}, got {node_mode!r}")
+    _set_setting(url, "Comfy.TutorialCompleted", True)
+    _set_setting(url, "Comfy.VueNodes.Enabled", node_mode == "vue")
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, \
             sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -73,6 +94,10 @@ def comfy_page(url: str, *, width: int = 1600, height: int = 1000) -> Iterator:
             # Events go to the websocket's client id: queue only once it has one.
             page.wait_for_function("window.comfyAPI?.api?.api?.socket?.readyState === 1 "
                                    "&& !!window.comfyAPI.api.api.clientId", timeout=60_000)
+            vue = page.evaluate("app.extensionManager.setting.get('Comfy.VueNodes.Enabled')")
+            if bool(vue) != (node_mode == "vue"):
+                raise RuntimeError(f"the frontend did not take node mode {node_mode!r} "
+                                   f"(Comfy.VueNodes.Enabled is {vue!r})")
             yield page
         finally:
             context.close()
@@ -81,3 +106,14 @@ def comfy_page(url: str, *, width: int = 1600, height: int = 1000) -> Iterator:
 def graph_to_api_prompt(page) -> dict:
     """The API-format prompt the frontend would queue for the graph it shows."""
     return page.evaluate("async () => (await app.graphToPrompt()).output")
+
+
+def switch_workflow_tab(page, name: str) -> None:
+    """Click the workflow tab named ``name`` in the top bar (frontends 1.32-1.58) and wait
+    until it is the active workflow."""
+    tab = page.locator("[data-testid=workflow-tab]", has_text=name)
+    if not tab.count():  # frontend 1.32: PrimeVue toggle buttons
+        tab = page.locator(".workflow-tabs .p-togglebutton", has_text=name)
+    tab.first.click()
+    page.wait_for_function("(name) => app.extensionManager.workflow.activeWorkflow?.filename "
+                           "=== name", arg=name, timeout=30_000)

@@ -50,7 +50,8 @@ class QueueResult:
 
 
 def output_entries(outputs: Mapping) -> Iterator[dict]:
-    """Every file entry (a dict with ``filename`` and ``type``) in a history's outputs."""
+    """Every file entry (a dict with ``filename`` and ``type``) in a history's outputs, each
+    file once (Save EXR reports its files under ``images`` and ``exr_files``)."""
 
     def walk(value: Any) -> Iterator[dict]:
         if isinstance(value, Mapping):
@@ -63,8 +64,13 @@ def output_entries(outputs: Mapping) -> Iterator[dict]:
             for item in value:
                 yield from walk(item)
 
+    seen = set()
     for node_output in outputs.values():
-        yield from walk(node_output)
+        for entry in walk(node_output):
+            key = (entry["type"], entry.get("subfolder") or "", entry["filename"])
+            if key not in seen:
+                seen.add(key)
+                yield entry
 
 
 def check_writable(folder: Path) -> Path:

@@ -6,16 +6,21 @@
 // A batch shows its first frames (the server sends up to 48) with a frame slider; each
 // frame is measured on its own (stats, histogram, clip count) when it is first shown.
 //
+// The node is sized so the image shows pixel for pixel (hdr_viewer_layout.js) in classic and
+// Vue ("Nodes 2.0") node modes; the mouse wheel over the viewer sets the exposure (0.1 stop a
+// notch; Ctrl/Cmd + wheel still zooms the canvas); the viewer comes back with the node's kept
+// output after a workflow-tab switch (hdr_outputs.js).
+//
 // Test hook: `node.hdrViewer` (see `HdrViewer.hook`): setExposure(stops), setMode(mode),
 // setClipMarkers(on), setNonFiniteMarkers(on), setWipe(fraction | null),
-// setFrame(index) -> a promise, frameIndex,
+// setFrame(index) -> a promise, frameIndex, fitted (the node has been sized for the entry),
 // readPixel(x, y) -> displayed [r, g, b, a] at image pixel (x, y) (y down from the top row),
 // readImage() -> {width, height, rgba: every displayed pixel, rows top to bottom}, stats,
 // entry (the hdr_view entry shown), state, falseColour (the band table), markers (clip and
 // NaN/Inf colours), renderer ("webgl2").
 
-import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { registerOutputWidget } from "./hdr_outputs.js";
 import { analyse, countClipped, frameOf, parseNpy } from "./hdr_viewer_data.js";
 import { HdrRenderer } from "./hdr_viewer_gl.js";
 import { drawHistogram } from "./hdr_viewer_histogram.js";
@@ -23,15 +28,14 @@ import {
   CLIP_COLOUR, EXPOSURE_RANGE, FALSE_COLOUR, MID_GREY, NONFINITE_COLOUR, REC709_LUMA,
   VIEW_TRANSFORM, css,
 } from "./hdr_viewer_palette.js";
+import { NODE_WIDTH, chrome, growNodeToFit, stageTarget } from "./hdr_viewer_layout.js";
 import { element, injectStyle } from "./hdr_viewer_style.js";
 
 const WIDGET_NAME = "hdr_viewer";
-// Layout in CSS pixels, measured in frontend 1.32.9: the image stage is the node width less
-// 24 and the widget height less 186 (toolbars, histogram, status line, gaps and margins).
-const STAGE_MARGIN = { width: 24, height: 186 };
-const IMAGE_HEIGHT = { min: 140, max: 560 };
-const NODE_WIDTH = { min: 480, max: 744 }; // a 512-pixel proxy is shown 1:1
 const FRAME_CACHE = 8; // measured frames kept per viewer (~23 bytes a pixel each)
+// A mouse-wheel notch: 100 CSS pixels of deltaY in Chromium and Firefox (deltaMode 0), or
+// 3 lines (deltaMode 1); trackpads send smaller deltas, summed until a notch.
+const WHEEL_NOTCH = { pixels: 100, lines: 3 };
 
 const viewURL = ({ filename, subfolder, type }) =>
   api.apiURL(`/view?${new URLSearchParams({ filename, subfolder, type })}`);
@@ -77,6 +81,11 @@ class HdrViewer {
     injectStyle();
     const root = (this.root = element("div", "hdrv"));
     root.dataset.nodeId = this.node.id;
+    // Vue node mode hands every wheel event to the canvas (its zoom) unless the event comes
+    // from inside an element with this attribute that holds the keyboard focus (frontends
+    // 1.49+: useCanvasInteractions): the viewer takes the focus while the pointer is over it.
+    root.dataset.captureWheel = "true";
+    root.tabIndex = -1;
     const bar = element("div", "hdrv-bar");
     this.exposure = element("input", "hdrv-exposure", {
       type: "range", min: EXPOSURE_RANGE.min, max: EXPOSURE_RANGE.max, step: EXPOSURE_RANGE.step,
@@ -147,7 +156,17 @@ class HdrViewer {
   }
 
   listen() {
-    this.root.addEventListener("keydown", (event) => event.stopPropagation());
+    // Keys typed into the viewer's controls are theirs (arrows on the exposure slider); with
+    // the focus on the viewer itself, shortcuts (Ctrl+Enter: queue) still reach the app.
+    this.root.addEventListener("keydown", (event) => {
+      if (event.target !== this.root) event.stopPropagation();
+    });
+    this.wheelSum = 0;
+    this.root.addEventListener("wheel", (event) => this.onWheel(event), { passive: false });
+    this.root.addEventListener("pointerenter", () => this.takeFocus());
+    this.root.addEventListener("pointerleave", () => {
+      if (document.activeElement === this.root) this.root.blur();
+    });
     this.exposure.addEventListener("input", () => this.setExposure(Number(this.exposure.value)));
     this.exposure.addEventListener("dblclick", () => this.setExposure(0));
     this.mode.addEventListener("change", () => this.setMode(this.mode.value));
@@ -178,6 +197,30 @@ class HdrViewer {
     });
     this.stage.addEventListener("pointerup", () => { dragging = false; });
     this.stage.addEventListener("pointerleave", () => { this.readout.hidden = true; });
+  }
+
+  /** Focus the viewer (so the wheel is its own, see build()) unless another control is being
+   * typed into. */
+  takeFocus() {
+    const active = document.activeElement;
+    const typing = active && active !== document.body && !this.root.contains(active) &&
+      (active.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName));
+    if (!typing) this.root.focus({ preventScroll: true });
+  }
+
+  /** Exposure by the wheel, 0.1 stop a notch (up: brighter); Ctrl/Cmd + wheel (the
+   * frontends' pinch and zoom gesture) is left to the canvas. */
+  onWheel(event) {
+    if (event.ctrlKey || event.metaKey) return;
+    event.preventDefault();
+    event.stopPropagation(); // the node (Vue mode) would hand it to the canvas' zoom
+    this.wheelSum += event.deltaMode === 1 ? event.deltaY * WHEEL_NOTCH.pixels / WHEEL_NOTCH.lines
+      : event.deltaY;
+    const notches = Math.trunc(this.wheelSum / WHEEL_NOTCH.pixels);
+    if (!notches) return;
+    this.wheelSum -= notches * WHEEL_NOTCH.pixels;
+    const stops = this.state.exposure - notches * EXPOSURE_RANGE.step;
+    this.setExposure(Math.round(stops / EXPOSURE_RANGE.step) * EXPOSURE_RANGE.step);
   }
 
   /** Show the entries of an `hdr_view` message (the first one; a menu when there are more). */
@@ -357,6 +400,7 @@ class HdrViewer {
   layout() {
     if (!this.frame) return;
     const { width, height } = this.frame.stats;
+    if (this.fitPending && this.stage.clientWidth > 0) this.fitNode();
     const scale = Math.min(this.stage.clientWidth / width, this.stage.clientHeight / height);
     if (!(scale > 0)) return;
     this.frameBox.style.width = `${Math.floor(width * scale)}px`;
@@ -365,19 +409,31 @@ class HdrViewer {
     drawHistogram(this.histogram, this.frame.stats, this.state);
   }
 
-  /** The node width that shows the image 1:1, within NODE_WIDTH. */
-  preferredWidth() {
-    const width = (this.frame?.stats.width ?? 0) + STAGE_MARGIN.width;
-    return Math.min(NODE_WIDTH.max, Math.max(NODE_WIDTH.min, width));
+  /** The stage size that shows the frame 1:1 (or as large as the node limits allow). */
+  target() {
+    const { width, height } = this.frame?.stats ?? { width: 1, height: 0 };
+    return stageTarget(width, height, chrome(this.node, this.root, this.stage).width);
   }
 
-  /** The widget's height for the node's width: the whole image, within IMAGE_HEIGHT. */
-  preferredHeight() {
-    if (!this.frame) return STAGE_MARGIN.height + IMAGE_HEIGHT.min;
-    const { width, height } = this.frame.stats;
-    const imageHeight = ((this.node.size[0] - STAGE_MARGIN.width) * height) / width;
-    return STAGE_MARGIN.height +
-      Math.ceil(Math.min(IMAGE_HEIGHT.max, Math.max(IMAGE_HEIGHT.min, imageHeight)));
+  /** The widget height (classic mode's layout asks for it): its chrome and the stage. */
+  minHeight() {
+    return chrome(this.node, this.root, this.stage).height + this.target()[1];
+  }
+
+  /** Grow the node until the stage holds the frame at its target size; once per entry shown
+   * (afterwards the node is the user's to resize). */
+  async fitNode() {
+    if (this.fitting) return;
+    this.fitting = true;
+    try {
+      if (this.node.size[0] < NODE_WIDTH.min) {
+        this.node.setSize([NODE_WIDTH.min, this.node.size[1]]);
+      }
+      const fits = await growNodeToFit(this.node, this.root, this.stage, () => this.target());
+      if (fits !== null) this.fitPending = false; // tried on a laid-out stage: done
+    } finally {
+      this.fitting = false;
+    }
   }
 
   showReadout(event) {
@@ -427,6 +483,7 @@ class HdrViewer {
       get entry() { return viewer.entry ?? null; },
       get state() { return { ...viewer.state }; },
       get frameIndex() { return viewer.frameIndex; },
+      get fitted() { return !viewer.fitPending && !viewer.fitting; },
       falseColour: FALSE_COLOUR,
       markers: { clip: CLIP_COLOUR, nonFinite: NONFINITE_COLOUR },
       element: viewer.root,
@@ -442,12 +499,16 @@ class HdrViewer {
   }
 }
 
+const sameEntry = (a, b) => a?.float.filename === b?.float.filename &&
+  a?.float.subfolder === b?.float.subfolder;
+
 function showHdrView(node, entries) {
   let viewer = node.hdrViewerInstance;
+  if (viewer && sameEntry(viewer.entry, entries[0])) return; // restored, already shown
   if (!viewer) {
     viewer = node.hdrViewerInstance = new HdrViewer(node);
     node.addDOMWidget(WIDGET_NAME, "hdr_viewer", viewer.root, {
-      serialize: false, hideOnZoom: false, getMinHeight: () => viewer.preferredHeight(),
+      serialize: false, hideOnZoom: false, getMinHeight: () => viewer.minHeight(),
     });
     node.hdrViewer = viewer.hook;
     const onRemoved = node.onRemoved;
@@ -456,22 +517,11 @@ function showHdrView(node, entries) {
       return onRemoved?.apply(this, arguments);
     };
   }
-  viewer.show(entries).then(() => {
-    const width = Math.max(node.size[0], viewer.preferredWidth());
-    node.setSize([width, node.size[1]]);
-    node.setSize([width, node.computeSize()[1]]);
-    node.setDirtyCanvas(true, true);
-  });
+  viewer.fitPending = true;
+  viewer.show(entries).then(() => viewer.fitNode());
 }
 
-app.registerExtension({
-  name: "comfyui_hdr.hdr_viewer",
-  async beforeRegisterNodeDef(nodeType) {
-    // By message, not by node name: every node that sends `hdr_view` gets the viewer.
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (message) {
-      onExecuted?.apply(this, arguments);
-      if (message?.hdr_view?.length) showHdrView(this, message.hdr_view);
-    };
-  },
+// By message, not by node name: every node that sends `hdr_view` gets the viewer.
+registerOutputWidget("comfyui_hdr.hdr_viewer", (node, output) => {
+  if (output.hdr_view?.length) showHdrView(node, output.hdr_view);
 });

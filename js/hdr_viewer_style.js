@@ -3,7 +3,9 @@
 const STYLE = `
 .hdrv { display: flex; flex-direction: column; gap: 4px; height: 100%; box-sizing: border-box;
   padding: 2px 2px 4px; font: 11px/1.3 system-ui, sans-serif; color: #ddd; }
-.hdrv-bar { display: flex; align-items: center; gap: 8px; min-height: 22px; flex-wrap: nowrap; }
+.hdrv:focus { outline: none; }
+.hdrv-bar { display: flex; align-items: center; gap: 8px; min-height: 22px; flex-wrap: nowrap;
+  flex: none; }
 .hdrv-label { color: #aaa; }
 .hdrv-exposure { flex: 1; min-width: 80px; accent-color: #e8b04a; }
 .hdrv-frame-slider { width: 96px; flex: none; accent-color: #8ab4f8; }
@@ -20,8 +22,7 @@ const STYLE = `
 .hdrv-swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; }
 .hdrv-wipe { flex: 1; min-width: 60px; }
 .hdrv-stage { position: relative; flex: 1; min-height: 0; display: flex; align-items: center;
-  justify-content: center; background: #111; border-radius: 4px; overflow: hidden;
-  touch-action: none; }
+  justify-content: center; background: #111; overflow: hidden; touch-action: none; }
 .hdrv-frame { position: relative; }
 .hdrv-image { display: block; width: 100%; height: 100%; }
 .hdrv-split { position: absolute; top: 0; bottom: 0; width: 0;
@@ -33,7 +34,7 @@ const STYLE = `
 .hdrv-histogram { display: block; width: 100%; height: 96px; flex: none; background: #181818;
   border-radius: 4px; }
 .hdrv-status { color: #bbb; white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
-  font-variant-numeric: tabular-nums; }
+  font-variant-numeric: tabular-nums; flex: none; }
 .hdrv-bad { color: #f6f; font-weight: 600; }
 .hdrv-readout { position: absolute; left: 4px; bottom: 4px; padding: 1px 6px; border-radius: 3px;
   background: rgba(0, 0, 0, 0.7); color: #eee; white-space: pre; pointer-events: none;

@@ -51,7 +51,7 @@ function watch(node, name) {
   const callback = target.callback;
   target.callback = function () {
     const result = callback?.apply(this, arguments);
-    refresh(node);
+    node.hdrOcioReady = refresh(node); // resolves once the menus show the new names
     return result;
   };
 }

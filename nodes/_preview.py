@@ -12,6 +12,7 @@ stacked top to bottom), and returns their names for ``/view``:
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -70,3 +71,23 @@ def hdr_view(scene_linear: torch.Tensor, display: torch.Tensor | None = None, *,
         "frames": int(scene_linear.shape[0]), "shown_frames": shown, "dtype": "float16",
         "colourspace": colourspace, "label": label,
     }]}
+
+
+CORE_EXR_NODE = "SaveImageAdvanced"
+"""ComfyUI's own node that writes EXRs and reports them under ``images`` (ComfyUI 0.33's
+comfy_extras/nodes_images.py, "Save Image (Advanced)")."""
+
+
+def core_image_entries(files: list[dict]) -> dict:
+    """``{"images": files}`` where the running ComfyUI's own nodes report EXRs that way, else
+    ``{}``.
+
+    Frontends 1.45+ list an ``images`` entry named ``.exr`` in Media Assets and open it in
+    their HDR viewer ("Open in HDR Viewer"). Older ones (1.32.9, ComfyUI 0.3.75's) try to
+    decode it as a picture: "Image failed to load" in the queue panel. The server cannot
+    see the browser's frontend, but a release whose core writes EXRs under ``images`` ships
+    a frontend that shows them, so the pack's EXRs are reported exactly where core's are.
+    """
+    comfy_nodes = sys.modules.get("nodes")  # ComfyUI's node registry, present in the server
+    core = getattr(comfy_nodes, "NODE_CLASS_MAPPINGS", {})
+    return {"images": files} if CORE_EXR_NODE in core else {}

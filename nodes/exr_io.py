@@ -14,7 +14,7 @@ from ..hdr import alpha as alpha_ops
 from ..hdr import exposure, exr, exr_sequence, gamut, ocio
 from ._common import CATEGORY_IO, output_path_for, require_image
 from ._input_paths import ALLOW_LIST_KEY, allowed_roots, confine, fingerprint, unreadable
-from ._preview import hdr_view
+from ._preview import core_image_entries, hdr_view
 from .ocio_nodes import colourspace_input
 
 COMPRESSIONS = list(exr.COMPRESSIONS)
@@ -158,7 +158,8 @@ class HDRSaveEXR:
                  for path in paths]
         text = f"wrote {len(paths)} EXR: {paths[0].name}" + (
             f" .. {paths[-1].name}" if len(paths) > 1 else "") + "\n" + stats.as_text()
-        return {"ui": {"exr_files": files, "text": [text], **view}}
+        return {"ui": {**core_image_entries(files), "exr_files": files, "text": [text],
+                       **view}}
 
 
 def _with_alpha(image: torch.Tensor, mask: torch.Tensor | None, premultiply: bool,

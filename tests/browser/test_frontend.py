@@ -18,8 +18,8 @@ WORKFLOWS = Path(comfyui_hdr.__file__).parent / "example_workflows"
 
 
 @pytest.fixture(scope="module")
-def page(comfy_server):
-    with comfy_page(comfy_server.url) as page:
+def page(comfy_server, node_mode):
+    with comfy_page(comfy_server.url, node_mode=node_mode) as page:
         yield page
 
 
@@ -65,21 +65,40 @@ def test_ui_workflow_is_the_twin_of_its_api_file_and_runs(page, artifacts_dir, w
     page.screenshot(path=str(artifacts_dir / f"browser-{name}.png"))
 
 
-def test_stats_node_shows_its_text_after_a_run(page):
+# A sun this many stops over 0.18 is the chart's peak; one value per mode, so the second
+# mode's run is not served from the server's cache.
+SUN_STOPS = {"classic": 12, "vue": 11}
+
+
+@pytest.mark.smoke
+def test_stats_node_shows_its_text_after_a_run(page, node_mode):
     graph = json.loads(SHIPPED["logc4_round_trip"]["ui"].read_text())
     page.evaluate("async (graph) => { await app.loadGraphData(graph); }", graph)
     # Change one widget so the server really executes (an identical prompt is cached).
-    page.evaluate("""() => {
+    stops = SUN_STOPS[node_mode]
+    page.evaluate("""(stops) => {
         const chart = app.graph.nodes.find((n) => n.type === 'HDRTestChart');
-        chart.widgets.find((w) => w.name === 'sun_stops').value = 12;
-    }""")
+        chart.widgets.find((w) => w.name === 'sun_stops').value = stops;
+    }""", stops)
     assert page.evaluate(WAIT_FOR_RUN_JS)["type"] == "execution_success"
-    # A 12-stop sun is the peak: 0.18 * 2**12 = 737.28.
-    page.wait_for_function("""() => {
+    # 0.18 * 2**12 = 737.28, 0.18 * 2**11 = 368.64.
+    peak = f"peak {0.18 * 2**stops:.2f}"
+    page.wait_for_function("""(peak) => {
         const stats = app.graph.nodes.find((n) => n.type === 'HDRStats');
         const text = stats?.widgets?.find((w) => w.name === 'hdr_text');
-        return text && String(text.value).includes('peak 737.28');
-    }""", timeout=30_000)
+        return text && String(text.value).includes(peak);
+    }""", arg=peak, timeout=30_000)
+    # Shown, not only stored: a read-only text box in the node with every line visible.
+    shown = page.evaluate("""() => {
+        const stats = app.graph.nodes.find((n) => n.type === 'HDRStats');
+        const box = stats.widgets.find((w) => w.name === 'hdr_text').element;
+        return {readOnly: box.readOnly, value: box.value, rows: box.rows,
+                height: box.clientHeight, lineHeight: parseFloat(getComputedStyle(box).lineHeight),
+                visible: box.getClientRects().length > 0};
+    }""")
+    assert shown["readOnly"] and shown["visible"] and peak in shown["value"]
+    assert shown["rows"] == min(12, len(shown["value"].split("\n")))
+    assert shown["height"] >= shown["rows"] * shown["lineHeight"]
 
 
 def test_ocio_menus_follow_the_chosen_config(page):
@@ -90,7 +109,7 @@ def test_ocio_menus_follow_the_chosen_config(page):
         await node.hdrOcioReady;
         const w = (name) => node.widgets.find((x) => x.name === name);
         if (config) { w('config').value = config; await w('config').callback(config); }
-        await new Promise((r) => setTimeout(r, 200));
+        await node.hdrOcioReady;  // the menus' refresh for this config has finished
         return { colourspaces: w('colourspace').options.values, view: w('view').value };
     }"""
     studio = page.evaluate(options, None)

@@ -1,6 +1,7 @@
 """The HDR viewer (js/hdr_viewer.js) on "Preview HDR" nodes, in the real frontend (Chromium).
 
-One run feeds two viewers: a crafted array of flat patches at exact stops (plus NaN, +/-Inf
+The module runs once per node mode (classic, Vue "Nodes 2.0"). One run feeds three viewers:
+a crafted array of flat patches at exact stops (plus NaN, +/-Inf
 and out-of-gamut pixels) and the HDR test chart. Every check reads the displayed canvas
 back through the viewer's test hook (``node.hdrViewer``) and compares it with an oracle:
 colour-science's sRGB encoding of the half-float value, the false-colour table, NumPy's
@@ -100,19 +101,20 @@ def srgb_decode(code) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def page(comfy_server):
+def page(comfy_server, node_mode):
     np.save(comfy_server.input_dir / PATCHES_ARRAY, stop_patches())
     np.save(comfy_server.input_dir / CLIP_ARRAY, flat_clip())
-    with comfy_page(comfy_server.url) as page:
+    with comfy_page(comfy_server.url, node_mode=node_mode) as page:
         page.evaluate("(graph) => app.loadApiJson(graph, 'hdr_viewer_test')", GRAPH)
         # Events go to the client id the websocket was given: queue only once it has one.
         page.wait_for_function("window.comfyAPI.api.api.socket?.readyState === WebSocket.OPEN "
                                "&& !!window.comfyAPI.api.api.clientId", timeout=60_000)
         outcome = page.evaluate(WAIT_FOR_RUN_JS)
         assert outcome["type"] == "execution_success", outcome
-        page.wait_for_function(f"() => [{PATCHES}, {CHART}, {CLIP}].every("
-                               "(id) => app.graph.getNodeById(id)?.hdrViewer?.stats)",
-                               timeout=30_000)
+        # Measured, and each node sized for its image.
+        page.wait_for_function(f"() => [{PATCHES}, {CHART}, {CLIP}].every((id) => {{ "
+                               "const v = app.graph.getNodeById(id)?.hdrViewer; "
+                               "return v?.stats && v.fitted; })", timeout=60_000)
         page.evaluate("""() => {
             const place = {1: [20, 430], 2: [920, 140], 3: [20, 60], 4: [360, 60],
                            5: [20, 900], 6: [360, 900]};
@@ -141,13 +143,29 @@ def fetch_view(url: str, entry: dict) -> bytes:
         return response.read()
 
 
-def screenshot_node(page, node_id: int, path) -> None:
+def artifact(artifacts_dir, name: str, node_mode: str):
+    """``name``.png in classic mode (the README's pictures), ``name``-vue.png in Vue mode."""
+    return artifacts_dir / (f"{name}.png" if node_mode == "classic" else f"{name}-vue.png")
+
+
+def next_frames(page) -> None:
     page.evaluate("() => new Promise((done) => requestAnimationFrame(() => "
                   "requestAnimationFrame(done)))")
+
+
+def screenshot_node(page, node_id: int, path) -> None:
+    next_frames(page)
     box = page.evaluate("""(id) => {
-        const node = app.graph.getNodeById(id), ds = app.canvas.ds;
+        const node = app.graph.getNodeById(id), ds = app.canvas.ds, margin = 8;
+        // Vue mode: the node is a DOM element; classic mode: drawn from pos and size.
+        const element = document.querySelector(`[data-node-id="${id}"]:not(.hdrv)`);
+        if (element) {
+            const r = element.getBoundingClientRect();
+            return {x: r.left - margin, y: r.top - margin, width: r.width + 2 * margin,
+                    height: r.height + 2 * margin};
+        }
         const canvas = app.canvas.canvas.getBoundingClientRect();
-        const title = LiteGraph.NODE_TITLE_HEIGHT, margin = 8;
+        const title = LiteGraph.NODE_TITLE_HEIGHT;
         return {x: canvas.left + (node.pos[0] + ds.offset[0]) * ds.scale - margin,
                 y: canvas.top + (node.pos[1] - title + ds.offset[1]) * ds.scale - margin,
                 width: node.size[0] * ds.scale + 2 * margin,
@@ -156,22 +174,53 @@ def screenshot_node(page, node_id: int, path) -> None:
     page.screenshot(path=str(path), clip=box)
 
 
+@pytest.mark.smoke
 def test_viewer_appears_on_every_preview_node_with_webgl2(page):
     for node_id, size in ((PATCHES, (WIDTH, HEIGHT)), (CHART, (512, 288))):
         info = viewer(page, node_id, f"""({{renderer: v.renderer, width: v.stats.width,
             height: v.stats.height, entry: v.entry,
             widget: app.graph.getNodeById({node_id}).widgets.some((w) => w.name === 'hdr_viewer'),
-            box: v.element.getBoundingClientRect().toJSON(),
+            box: {{width: v.element.clientWidth, height: v.element.clientHeight,
+                   zoom: app.canvas.ds.scale}},
             canvas: [v.element.querySelector('.hdrv-image').clientWidth,
                      v.element.querySelector('.hdrv-image').clientHeight]}})""")
         assert info["widget"] and info["renderer"] == "webgl2"
         assert (info["width"], info["height"]) == size
         assert info["entry"]["dtype"] == "float16"
         assert info["entry"]["float"]["filename"].endswith(".npy")
-        # A usable size on the node: toolbars, the image and the histogram all fit.
+        # A usable size on the node (CSS pixels at canvas zoom 1): toolbars, the image and
+        # the histogram all fit.
         assert info["box"]["width"] >= 450 and info["box"]["height"] >= 350, info["box"]
     # The chart's 512-pixel proxy is shown pixel for pixel (the node is sized for it).
     assert info["canvas"] == [512, 288]
+
+
+def test_chart_canvas_is_the_proxy_pixel_for_pixel_on_screen(page, artifacts_dir, node_mode):
+    """The canvas' pixel grid is the proxy's: backing store and CSS box both 512 x 288 at
+    canvas zoom 1, and a screenshot of it equals the viewer's own read-back byte for byte
+    (any CSS scaling would resample it)."""
+    reset(page, CHART)
+    page.mouse.move(0, 0)  # no pointer over the image: no read-out label on it
+    page.evaluate("() => { app.canvas.ds.scale = 1; app.canvas.setDirty(true, true); }")
+    next_frames(page)
+    image = page.locator(f'.hdrv[data-node-id="{CHART}"] .hdrv-image')
+    grid = image.evaluate("(c) => ({store: [c.width, c.height], css: [c.clientWidth, "
+                          "c.clientHeight], box: c.getBoundingClientRect().toJSON()})")
+    assert grid["store"] == grid["css"] == [512, 288], grid
+    assert (grid["box"]["width"], grid["box"]["height"]) == (512, 288), grid
+    # Whole CSS pixels on screen (a fractional offset would blend neighbours).
+    page.evaluate("""([dx, dy]) => { app.canvas.ds.offset[0] += dx; app.canvas.ds.offset[1] += dy;
+                                   app.canvas.setDirty(true, true); }""",
+                  [round(grid["box"]["x"]) - grid["box"]["x"],
+                   round(grid["box"]["y"]) - grid["box"]["y"]])
+    next_frames(page)
+    box = image.bounding_box()
+    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB"))
+    shown = viewer(page, CHART, "v.readImage()")
+    rgba = np.array(shown["rgba"], np.uint8).reshape(shown["height"], shown["width"], 4)
+    assert shot.shape == (288, 512, 3)
+    np.testing.assert_array_equal(shot, rgba[..., :3])
+    Image.fromarray(shot).save(artifact(artifacts_dir, "viewer-canvas-1to1", node_mode))
 
 
 def test_exposure_slider_scales_displayed_light_by_two_per_stop_within_8bit_rounding(page):
@@ -396,26 +445,53 @@ def test_dragging_on_the_image_moves_the_wipe(page):
     assert viewer(page, PATCHES, "v.state.wipe") == pytest.approx(0.25, abs=0.01)
 
 
-def test_chart_viewer_screenshots(page, artifacts_dir):
+def test_wheel_over_the_viewer_sets_its_exposure_and_leaves_the_canvas_zoom(page):
+    reset(page, PATCHES)
+    x, y = on_screen(page, PATCHES, WIDTH / 2, HEIGHT / 2)
+    page.mouse.move(x, y)
+    zoom = page.evaluate("app.canvas.ds.scale")
+    for notches in (-1, -1, -3, 2):  # a notch is 100 px of deltaY; up (negative) brightens
+        page.mouse.wheel(0, 100 * notches)
+    page.wait_for_function(f"Math.abs(app.graph.getNodeById({PATCHES}).hdrViewer.state"
+                           ".exposure - 0.3) < 1e-9", timeout=10_000)
+    assert page.evaluate("app.canvas.ds.scale") == zoom
+    slider = page.locator(f'.hdrv[data-node-id="{PATCHES}"] .hdrv-exposure')
+    assert float(slider.input_value()) == pytest.approx(0.3)
+    # The same wheel over empty canvas is the canvas' zoom (the control).
+    empty = page.evaluate("""() => {
+        const ds = app.canvas.ds, canvas = app.canvas.canvas.getBoundingClientRect();
+        const [x, y] = [canvas.left + (150 + ds.offset[0]) * ds.scale,
+                        canvas.top + (330 + ds.offset[1]) * ds.scale];  // between nodes 3 and 1
+        const hit = document.elementFromPoint(x, y);
+        return {x, y, onNode: !!hit.closest('[data-node-id], .hdrv, .side-tool-bar-container')};
+    }""")
+    assert not empty["onNode"], empty
+    page.mouse.move(empty["x"], empty["y"])
+    page.mouse.wheel(0, -100)
+    page.wait_for_function(f"app.canvas.ds.scale > {zoom}", timeout=10_000)
+    page.evaluate(f"() => {{ app.canvas.ds.scale = {zoom}; app.canvas.setDirty(true, true); }}")
+
+
+def test_chart_viewer_screenshots(page, artifacts_dir, node_mode):
     reset(page, CHART)
     stats = viewer(page, CHART, "v.stats")
     # The sun, 10 stops over 0.18 (184.32), is the peak; as half it is 184.375:
     # log2(184.375 / 184.32) = 0.0004 stop.
     assert stats["peakStops"] == pytest.approx(10.0, abs=0.001)
-    screenshot_node(page, CHART, artifacts_dir / "viewer-image.png")
+    screenshot_node(page, CHART, artifact(artifacts_dir, "viewer-image", node_mode))
     viewer(page, CHART, "(v.setExposure(1), v.setClipMarkers(true), 0)")
-    screenshot_node(page, CHART, artifacts_dir / "viewer-clip.png")
+    screenshot_node(page, CHART, artifact(artifacts_dir, "viewer-clip", node_mode))
     viewer(page, CHART, "(v.setExposure(0), v.setClipMarkers(false), v.setMode('falsecolour'), 0)")
-    screenshot_node(page, CHART, artifacts_dir / "viewer-falsecolour.png")
+    screenshot_node(page, CHART, artifact(artifacts_dir, "viewer-falsecolour", node_mode))
     viewer(page, CHART, "(v.setMode('image'), v.setExposure(-4), v.setWipe(0.5), 0)")
-    screenshot_node(page, CHART, artifacts_dir / "viewer-wipe.png")
+    screenshot_node(page, CHART, artifact(artifacts_dir, "viewer-wipe", node_mode))
     reset(page, PATCHES)
-    screenshot_node(page, PATCHES, artifacts_dir / "viewer-patches.png")
-    page.screenshot(path=str(artifacts_dir / "viewer-graph.png"))
+    screenshot_node(page, PATCHES, artifact(artifacts_dir, "viewer-patches", node_mode))
+    page.screenshot(path=str(artifact(artifacts_dir, "viewer-graph", node_mode)))
     page.evaluate(f"""async () => {{
         await app.graph.getNodeById({CLIP}).hdrViewer.setFrame(1);
         app.canvas.ds.offset = [70, -800];
         app.canvas.setDirty(true, true);
     }}""")
-    screenshot_node(page, CLIP, artifacts_dir / "viewer-clip-frame-2.png")
+    screenshot_node(page, CLIP, artifact(artifacts_dir, "viewer-clip-frame-2", node_mode))
     page.evaluate("() => { app.canvas.ds.offset = [70, 50]; app.canvas.setDirty(true, true); }")
