@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -16,13 +17,14 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from comfyui_hdr.harness.browser import comfy_page, graph_to_api_prompt
-from comfyui_hdr.harness.comfyui import PACK_LINK_NAME
+from comfyui_hdr.harness.comfyui_install import PACK_LINK_NAME
 from comfyui_hdr.harness.workflow import shipped_workflows, ui_to_api
 
 pytestmark = pytest.mark.browser
 
 SHIPPED = shipped_workflows()
 TEMPLATES = sorted(name for name, paths in SHIPPED.items() if paths["ui"].exists())
+TITLE = {name: SHIPPED[name]["title"] for name in TEMPLATES}
 OPEN_TEMPLATES_JS = "app.extensionManager.command.execute('Comfy.BrowseTemplates')"
 
 
@@ -34,12 +36,13 @@ def _get(url: str) -> tuple[str, bytes]:
 def test_server_lists_exactly_the_ui_workflows_as_our_templates(comfy_server):
     listing = json.loads(_get(f"{comfy_server.url}/api/workflow_templates")[1])
     # An API-format file listed here opens as an empty canvas and a schema alert.
-    assert sorted(listing[PACK_LINK_NAME]) == TEMPLATES
+    assert sorted(listing[PACK_LINK_NAME]) == sorted(TITLE.values())
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_every_template_has_a_small_jpeg_thumbnail_the_server_serves(comfy_server, name):
-    kind, data = _get(f"{comfy_server.url}/api/workflow_templates/{PACK_LINK_NAME}/{name}.jpg")
+    title = urllib.parse.quote(TITLE[name])
+    kind, data = _get(f"{comfy_server.url}/api/workflow_templates/{PACK_LINK_NAME}/{title}.jpg")
     picture = Image.open(io.BytesIO(data))
     assert (kind, picture.format) == ("image/jpeg", "JPEG")
     assert picture.width == 384 and len(data) < 64 * 1024  # a card is ~200 px wide
@@ -61,7 +64,7 @@ def _show_our_templates(page):
 def test_template_browser_shows_each_workflow_with_its_thumbnail(page, artifacts_dir):
     dialog = _show_our_templates(page)
     for name in TEMPLATES:
-        card = dialog.get_by_test_id(f"template-workflow-{name}")
+        card = dialog.get_by_test_id(f"template-workflow-{TITLE[name]}")
         card.scroll_into_view_if_needed()  # cards load their picture when they come into view
         picture = card.locator("img").first
         picture.wait_for()
@@ -77,7 +80,7 @@ def test_template_browser_shows_each_workflow_with_its_thumbnail(page, artifacts
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_opening_a_template_loads_its_graph(page, object_info, artifacts_dir, name):
     dialog = _show_our_templates(page)
-    card = dialog.get_by_test_id(f"template-workflow-{name}")
+    card = dialog.get_by_test_id(f"template-workflow-{TITLE[name]}")
     card.scroll_into_view_if_needed()
     card.locator("img").first.wait_for()  # the card list has rendered (not re-rendering)
     card.click()
