@@ -33,6 +33,12 @@ Checkpoints and the final folder hold peft's ``adapter_model.safetensors`` (meta
 ``hdr_transform`` and ``reference_downscale_factor``, read by LTX's HDR pipeline) and
 ``adapter_config.json``, the colour mapping ``hdr_lora.json`` and the ComfyUI export
 ``comfyui_lora.safetensors`` (:mod:`.lora_export`).
+
+Memory: ``--weight-dtype`` (frozen base in fp32, bf16, fp16 or weight-only fp8; bf16 by
+default on CUDA), gradient checkpointing (on by default), ``--blocks-to-swap``,
+``--optimizer adamw8bit`` (:mod:`.memory`, :mod:`.block_swap`); the run's cost is printed
+and checked against the GPU before any weight is loaded (:mod:`.lora_memory`). The VAE is
+loaded only to encode, and not at all when every latent is cached (:mod:`.lora_vae`).
 """
 
 from __future__ import annotations

@@ -21,11 +21,11 @@ from .lora_export import FAMILIES
 from .lora_models import FAMILY_LAYOUTS, is_target
 from .memory import resolve_weight_dtype
 from .memory_estimate import (
-    GIB,
     MemoryPlan,
     check_fits,
     device_memory,
     estimate_memory,
+    format_bytes,
     read_base_weights,
 )
 
@@ -98,10 +98,10 @@ def plan_memory(options, accelerator, item_shape: torch.Size, text_tokens: int) 
         return estimate_memory(base, candidate, trainable, tokens, hidden, ffn, device)
 
     limit = device_memory(device, options.max_memory)
-    available = "no limit" if limit is None else f"{limit / GIB:.2f} GiB available"
+    available = "no limit" if limit is None else f"{format_bytes(limit)} available"
     accelerator.print(
         f"train-lora: memory plan {plan.flags()}: {base.total:,} base parameters "
-        f"({base.bytes(weight_dtype) / GIB:.2f} GiB as {weight_dtype}) in "
+        f"({format_bytes(base.bytes(weight_dtype))} as {weight_dtype}) in "
         f"{len(base.blocks)} blocks, {trainable:,} LoRA parameters "
         f"({100 * trainable / (base.total + trainable):.3f}% trainable), {tokens:,} tokens a "
         f"micro-batch; needs {estimate(plan).describe()} on {device.type} ({available})")

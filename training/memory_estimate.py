@@ -29,7 +29,8 @@ import torch
 from safetensors import safe_open
 
 __all__ = ["ACTIVATION_RULE", "BaseWeights", "MemoryEstimate", "MemoryPlan", "base_weights",
-           "check_fits", "device_memory", "estimate_memory", "read_base_weights"]
+           "check_fits", "device_memory", "estimate_memory", "format_bytes",
+           "read_base_weights"]
 
 GIB = 2**30
 ACTIVATION_RULE = (12, 1)
@@ -39,6 +40,11 @@ CUDA_OVERHEAD = 0.5 * GIB
 _BLOCK = re.compile(r"^([A-Za-z_]+)\.(\d+)\.")
 _BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 2}  # fp8: what is not fp8 stays bf16
 _OPTIMIZER_BYTES = {"adamw": 8, "adamw8bit": 2}  # two moments per trainable value
+
+
+def format_bytes(count: float) -> str:
+    """``count`` bytes in GiB, or MiB below one GiB."""
+    return f"{count / GIB:.2f} GiB" if count >= GIB else f"{count / 2**20:.1f} MiB"
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,9 @@ class MemoryEstimate:
         return self.weights + self.trainable + self.activations + self.overhead
 
     def describe(self) -> str:
-        return (f"about {self.total / GIB:.2f} GiB (base weights {self.weights / GIB:.2f}, "
+        return (f"about {format_bytes(self.total)} (base weights {format_bytes(self.weights)}, "
                 f"trainable parameters with gradients and optimizer state "
-                f"{self.trainable / GIB:.2f}, activations {self.activations / GIB:.2f})")
+                f"{format_bytes(self.trainable)}, activations {format_bytes(self.activations)})")
 
 
 def estimate_memory(base: BaseWeights, plan: MemoryPlan, trainable: int, tokens: int,
@@ -201,14 +207,12 @@ def check_fits(estimate, plan: MemoryPlan, blocks: int, limit: int | None) -> No
     for weight_dtype in (plan.weight_dtype, "fp8"):
         candidates += [plan.__class__(weight_dtype, True, count, plan.optimizer)
                        for count in range(plan.blocks_to_swap + 1, blocks)]
-    need = estimate(plan).total / GIB
+    need, free = format_bytes(estimate(plan).total), format_bytes(limit)
     for candidate in candidates:
         if estimate(candidate).total <= limit:
-            raise ValueError(f"this run needs {estimate(plan).describe()} but "
-                             f"{limit / GIB:.2f} GiB are free (--max-memory); it fits with "
-                             f"{candidate.flags()} (about {estimate(candidate).total / GIB:.2f}"
-                             " GiB)")
-    raise ValueError(f"this run needs about {need:.2f} GiB but {limit / GIB:.2f} GiB are free "
-                     f"(--max-memory), and even --weight-dtype fp8 --blocks-to-swap "
-                     f"{blocks - 1} does not fit: lower --batch-size, --size/--crop or "
-                     "--frames")
+            raise ValueError(f"this run needs {estimate(plan).describe()} but {free} are free "
+                             f"(--max-memory); it fits with {candidate.flags()} (about "
+                             f"{format_bytes(estimate(candidate).total)})")
+    raise ValueError(f"this run needs about {need} but {free} are free (--max-memory), and "
+                     f"even --weight-dtype fp8 --blocks-to-swap {blocks - 1} does not fit: "
+                     "lower --batch-size, --size/--crop or --frames")

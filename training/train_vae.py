@@ -62,6 +62,7 @@ from .common import (
 )
 from .data import ExrFolderDataset, ProceduralScenes, collate
 from .memory import OPTIMIZERS, WEIGHT_DTYPES, make_optimizer
+from .memory_estimate import format_bytes
 
 __all__ = ["TrainedVAE", "build_parser", "heldout_errors", "main", "scene_log2_range",
            "train_vae"]
@@ -400,8 +401,8 @@ def train_vae(arguments: argparse.Namespace) -> TrainedVAE:
     parameters = sum(parameter.numel() for parameter in model.parameters())
     state = parameters * (4 + 4 + (8 if arguments.optimizer == "adamw" else 2))
     accelerator.print(f"train-vae: {parameters:,} parameters, all trainable (float32); "
-                      f"weights, gradients and {arguments.optimizer} state {state / 2**30:.2f} "
-                      "GiB, activations on top (gradient checkpointing "
+                      f"weights, gradients and {arguments.optimizer} state "
+                      f"{format_bytes(state)}, activations on top (gradient checkpointing "
                       f"{'on' if arguments.gradient_checkpointing else 'off'})")
     optimizer = make_optimizer(arguments.optimizer, model.parameters(),
                                arguments.learning_rate, arguments.weight_decay)

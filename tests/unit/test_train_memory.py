@@ -314,3 +314,24 @@ def test_a_run_whose_latents_are_all_cached_never_loads_the_vae(models, tmp_path
     assert losses(tmp_path / "second") == losses(tmp_path / "first")
     mapping = (tmp_path / "second" / "hdr_lora.json").read_text()
     assert '"class_name": "AutoencoderKLWan"' in mapping  # the remembered identity
+
+
+def test_train_vae_takes_the_8_bit_optimizer_and_refuses_a_half_weight_dtype(tmp_path, capsys):
+    from comfyui_hdr.training.train_vae import main as train_vae_main
+
+    tiny = ["--procedural", "8", "--size", "32", "--crop", "32", "--heldout", "2",
+            "--block-out-channels", "32,64", "--layers-per-block", "1",
+            "--no-mid-block-attention", "--batch-size", "4", "--steps", "2"]
+    assert train_vae_main([*tiny, "--output", str(tmp_path / "a"), "--weight-dtype",
+                           "bf16"]) == 2
+    assert ("--weight-dtype is bf16, but every weight of the HDR VAE trains, in float32"
+            in capsys.readouterr().err)
+    assert train_vae_main([*tiny, "--output", str(tmp_path / "b"), "--optimizer",
+                           "adamw8bit"]) == 0
+    printed = capsys.readouterr().out
+    assert "all trainable (float32); weights, gradients and adamw8bit state" in printed
+    assert "gradient checkpointing on" in printed
+    assert all(map(math.isfinite, losses(tmp_path / "b")))
+    state = load_file(str(tmp_path / "b" / "checkpoint-2" / "optimizer.safetensors"))
+    assert any(name.endswith("exp_avg.codes") and tensor.dtype == torch.uint8
+               for name, tensor in state.items())  # 8-bit moments, stored by their parts
