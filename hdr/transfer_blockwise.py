@@ -3,11 +3,16 @@
 The formulas in ``transfer_*.py`` are plain, differentiable torch expressions. On a 4K
 frame each step of such an expression would allocate and stream a 100 MB temporary, and
 each of torch's parallel steps would end in a barrier between threads. :func:`evaluate`
-instead cuts the frame into blocks that fit the CPU cache and hands whole blocks to
-``torch.get_num_threads()`` worker threads (torch releases the GIL while it computes),
-whenever no gradient is being recorded. It also picks the working precision: float16
-and bfloat16 are computed in float32, and a curve whose maths needs it asks for float64.
-The result always has the input's dtype, and the input is never modified.
+first offers the frame to a fused, compiled kernel (:mod:`.transfer_fused`, for large
+frames once compiling pays back); otherwise, whenever no gradient is being recorded, it
+cuts a CPU frame into blocks that fit the CPU cache and hands whole blocks to
+``torch.get_num_threads()`` worker threads (torch releases the GIL while it computes).
+It also picks the working precision: float16 and bfloat16 are computed in float32, and a
+curve whose maths needs it asks for float64. The result always has the input's dtype, and
+the input is never modified.
+
+Formulas are module-level functions taking the frame and plain numbers, so that a
+compiled kernel can be cached per formula.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from . import transfer_fused
 
 BLOCK_ELEMENTS = 3 * 10922
 """Values per block: just under torch's 32768-value grain size, so each step of a formula
@@ -34,16 +41,18 @@ def evaluate(
     float64: bool = False,
     group: int = 1,
 ) -> torch.Tensor:
-    """Apply ``formula(value, *args)`` blockwise, in the right working precision.
+    """Apply ``formula(value, *args)`` fused, blockwise or whole, in the right precision.
 
     Parameters
     ----------
     formula
-        Differentiable torch expression; it must not modify its input in place.
+        Differentiable torch expression, a module-level function (compiled kernels are
+        cached per formula); it must not modify its input in place.
     value
         Floating-point tensor of any shape.
     args
-        Further arguments passed to ``formula`` unchanged.
+        Further arguments passed to ``formula`` unchanged: numbers (or tuples of them),
+        not tensors.
     float64
         Compute in float64 whatever the input dtype.
     group
@@ -56,7 +65,12 @@ def evaluate(
     """
     work = torch.float64 if float64 or value.dtype == torch.float64 else torch.float32
     recording = torch.is_grad_enabled() and value.requires_grad
-    if recording or value.device.type != "cpu" or value.numel() <= BLOCK_ELEMENTS:
+    traced = torch.compiler.is_compiling()  # inside a caller's compiled graph: plain ops
+    if not (recording or traced):
+        fused = transfer_fused.run(formula, value, args, work, group)
+        if fused is not None:
+            return fused
+    if recording or traced or value.device.type != "cpu" or value.numel() <= BLOCK_ELEMENTS:
         return formula(value.to(work), *args).to(value.dtype)
     rows = value.reshape(-1, group)
     result = torch.empty_like(rows)

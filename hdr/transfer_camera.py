@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import torch
 
 from ._array import array_function
 from .transfer_blockwise import evaluate
+from .transfer_fused import exp10
 
 LOGC3_EXPOSURE_INDICES = (160, 200, 250, 320, 400, 500, 640, 800, 1000, 1280, 1600)
 """Exposure indices of ARRI's "ALEXA Log C Curve - Usage in VFX" (2011) tables."""
@@ -87,15 +88,15 @@ def logc3_parameters(exposure_index: int = 800) -> LogC3Parameters:
     )
 
 
-def _logc3_encode(x, p: LogC3Parameters):
-    log = torch.log10(x.clamp_min(p.cut) * p.a + p.b) * p.c + p.d
-    return torch.where(x > p.cut, log, x * p.e + p.f)
+def _logc3_encode(x, cut, a, b, c, d, e, f):
+    log = torch.log10(x.clamp_min(cut) * a + b) * c + d
+    return torch.where(x > cut, log, x * e + f)
 
 
-def _logc3_decode(y, p: LogC3Parameters):
-    code_cut = p.e * p.cut + p.f
-    log = (torch.pow(10.0, (y.clamp_min(code_cut) - p.d) / p.c) - p.b) / p.a
-    return torch.where(y > code_cut, log, (y - p.f) / p.e)
+def _logc3_decode(y, cut, a, b, c, d, e, f):
+    code_cut = e * cut + f
+    log = (exp10((y.clamp_min(code_cut) - d) / c) - b) / a
+    return torch.where(y > code_cut, log, (y - f) / e)
 
 
 @array_function
@@ -120,7 +121,7 @@ def logc3_encode(x, exposure_index: int = 800):
     >>> round(logc3_encode(0.18), 6)
     0.391007
     """
-    return evaluate(_logc3_encode, x, logc3_parameters(exposure_index))
+    return evaluate(_logc3_encode, x, *astuple(logc3_parameters(exposure_index)))
 
 
 @array_function
@@ -145,7 +146,7 @@ def logc3_decode(y, exposure_index: int = 800):
     >>> round(logc3_decode(0.391007), 5)
     0.18
     """
-    return evaluate(_logc3_decode, y, logc3_parameters(exposure_index))
+    return evaluate(_logc3_decode, y, *astuple(logc3_parameters(exposure_index)))
 
 
 @dataclass(frozen=True)

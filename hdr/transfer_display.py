@@ -19,6 +19,7 @@ import torch
 
 from ._array import array_function
 from .transfer_blockwise import evaluate
+from .transfer_fused import power as _pow
 
 
 def _positive(name: str, value: float, meaning: str) -> None:
@@ -42,14 +43,22 @@ PQ = _PQConstants()
 
 
 def _pq_eotf(code):
-    power = code.abs().pow(1 / PQ.m2)
+    power = _pow(code.abs(), 1 / PQ.m2)
     ratio = (power - PQ.c1).clamp_min(0) / (PQ.c2 - PQ.c3 * power)
-    return ratio.pow(1 / PQ.m1).mul(PQ.peak_nits).copysign(code)
+    return _pow(ratio, 1 / PQ.m1).mul(PQ.peak_nits).copysign(code)
 
 
 def _pq_inverse_eotf(nits):
-    power = (nits.abs() / PQ.peak_nits).pow(PQ.m1)
-    return ((PQ.c1 + PQ.c2 * power) / (1 + PQ.c3 * power)).pow(PQ.m2).copysign(nits)
+    power = _pow(nits.abs() / PQ.peak_nits, PQ.m1)
+    return _pow((PQ.c1 + PQ.c2 * power) / (1 + PQ.c3 * power), PQ.m2).copysign(nits)
+
+
+def _pq_encode(x, nits_at_1):
+    return _pq_inverse_eotf(x * nits_at_1)
+
+
+def _pq_decode(y, nits_at_1):
+    return _pq_eotf(y) / nits_at_1
 
 
 @array_function
@@ -129,7 +138,7 @@ def pq_encode(x, nits_at_1: float = 203.0):
     0.58069
     """
     _positive("nits_at_1", nits_at_1, "the display luminance of scene-linear 1.0, e.g. 203")
-    return evaluate(lambda value: _pq_inverse_eotf(value * nits_at_1), x, float64=True)
+    return evaluate(_pq_encode, x, nits_at_1, float64=True)
 
 
 @array_function
@@ -155,7 +164,7 @@ def pq_decode(y, nits_at_1: float = 203.0):
     1.0
     """
     _positive("nits_at_1", nits_at_1, "the display luminance of scene-linear 1.0, e.g. 203")
-    return evaluate(lambda value: _pq_eotf(value) / nits_at_1, y, float64=True)
+    return evaluate(_pq_decode, y, nits_at_1, float64=True)
 
 
 @dataclass(frozen=True)
@@ -211,16 +220,15 @@ def _luminance(rgb, weights):
 def _power_of_luminance(luminance, exponent):
     """``|Y| ** exponent``, taken as 0 where Y = 0 (no NaN, in value or gradient)."""
     black = luminance == 0
-    return torch.where(black, 0.0, torch.where(black, 1.0, luminance.abs()).pow(exponent))
+    return torch.where(black, 0.0, _pow(torch.where(black, 1.0, luminance.abs()), exponent))
 
 
-def _hlg_ootf(scene, peak_nits, weights):
-    gain = _power_of_luminance(_luminance(scene, weights), hlg_system_gamma(peak_nits) - 1)
+def _hlg_ootf(scene, peak_nits, gamma, weights):
+    gain = _power_of_luminance(_luminance(scene, weights), gamma - 1)
     return scene * gain * peak_nits
 
 
-def _hlg_inverse_ootf(nits, peak_nits, weights):
-    gamma = hlg_system_gamma(peak_nits)
+def _hlg_inverse_ootf(nits, peak_nits, gamma, weights):
     gain = _power_of_luminance(_luminance(nits, weights) / peak_nits, (1 - gamma) / gamma)
     return nits * gain / peak_nits
 
@@ -235,14 +243,20 @@ def _black_lift(peak_nits: float, black_nits: float) -> float:
     return math.sqrt(3 * (black_nits / peak_nits) ** (1 / hlg_system_gamma(peak_nits)))
 
 
-def _hlg_eotf(signal, peak_nits, black_nits, weights):
-    lift = _black_lift(peak_nits, black_nits)
-    return _hlg_ootf(_hlg_inverse_oetf(signal * (1 - lift) + lift), peak_nits, weights)
+def _hlg_eotf(signal, peak_nits, gamma, lift, weights):
+    return _hlg_ootf(_hlg_inverse_oetf(signal * (1 - lift) + lift), peak_nits, gamma, weights)
 
 
-def _hlg_inverse_eotf(nits, peak_nits, black_nits, weights):
-    lift = _black_lift(peak_nits, black_nits)
-    return (_hlg_oetf(_hlg_inverse_ootf(nits, peak_nits, weights)) - lift) / (1 - lift)
+def _hlg_inverse_eotf(nits, peak_nits, gamma, lift, weights):
+    return (_hlg_oetf(_hlg_inverse_ootf(nits, peak_nits, gamma, weights)) - lift) / (1 - lift)
+
+
+def _hlg_encode(x, nits_at_1, peak_nits, gamma, weights):
+    return _hlg_inverse_eotf(x * nits_at_1, peak_nits, gamma, 0.0, weights)
+
+
+def _hlg_decode(y, nits_at_1, peak_nits, gamma, weights):
+    return _hlg_eotf(y, peak_nits, gamma, 0.0, weights) / nits_at_1
 
 
 def _group(value) -> int:
@@ -305,8 +319,9 @@ def hlg_ootf(scene, peak_nits: float = 1000.0, luminance_weights=HLG.luminance_w
     >>> [round(v, 4) for v in hlg_ootf([0.5, 0.5, 0.5]).tolist()]
     [435.2753, 435.2753, 435.2753]
     """
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
-    return evaluate(_hlg_ootf, scene, peak_nits, luminance_weights, group=_group(scene))
+    gamma = hlg_system_gamma(peak_nits)
+    return evaluate(_hlg_ootf, scene, peak_nits, gamma, tuple(luminance_weights),
+                    group=_group(scene))
 
 
 @array_function
@@ -320,8 +335,9 @@ def hlg_inverse_ootf(nits, peak_nits: float = 1000.0, luminance_weights=HLG.lumi
     >>> [round(v, 6) for v in hlg_inverse_ootf([1000.0, 1000.0, 1000.0]).tolist()]
     [1.0, 1.0, 1.0]
     """
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
-    return evaluate(_hlg_inverse_ootf, nits, peak_nits, luminance_weights, group=_group(nits))
+    gamma = hlg_system_gamma(peak_nits)
+    return evaluate(_hlg_inverse_ootf, nits, peak_nits, gamma, tuple(luminance_weights),
+                    group=_group(nits))
 
 
 @array_function
@@ -352,9 +368,9 @@ def hlg_eotf(signal, peak_nits: float = 1000.0, black_nits: float = 0.0):
     >>> round(hlg_eotf(0.75), 2)
     203.15
     """
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
+    gamma, lift = hlg_system_gamma(peak_nits), _black_lift(peak_nits, black_nits)
     weights = HLG.luminance_weights
-    return evaluate(_hlg_eotf, signal, peak_nits, black_nits, weights, group=_group(signal))
+    return evaluate(_hlg_eotf, signal, peak_nits, gamma, lift, weights, group=_group(signal))
 
 
 @array_function
@@ -368,9 +384,10 @@ def hlg_inverse_eotf(nits, peak_nits: float = 1000.0, black_nits: float = 0.0):
     >>> round(hlg_inverse_eotf(1000.0), 6)
     1.0
     """
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
+    gamma, lift = hlg_system_gamma(peak_nits), _black_lift(peak_nits, black_nits)
     weights = HLG.luminance_weights
-    return evaluate(_hlg_inverse_eotf, nits, peak_nits, black_nits, weights, group=_group(nits))
+    return evaluate(_hlg_inverse_eotf, nits, peak_nits, gamma, lift, weights,
+                    group=_group(nits))
 
 
 @array_function
@@ -389,13 +406,8 @@ def hlg_encode(x, nits_at_1: float = 203.0, peak_nits: float = 1000.0):
     0.75
     """
     _positive("nits_at_1", nits_at_1, "the display luminance of scene-linear 1.0, e.g. 203")
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
-    weights = HLG.luminance_weights
-    return evaluate(
-        lambda value: _hlg_inverse_eotf(value * nits_at_1, peak_nits, 0.0, weights),
-        x,
-        group=_group(x),
-    )
+    gamma, weights = hlg_system_gamma(peak_nits), HLG.luminance_weights
+    return evaluate(_hlg_encode, x, nits_at_1, peak_nits, gamma, weights, group=_group(x))
 
 
 @array_function
@@ -410,13 +422,8 @@ def hlg_decode(y, nits_at_1: float = 203.0, peak_nits: float = 1000.0):
     4.9261
     """
     _positive("nits_at_1", nits_at_1, "the display luminance of scene-linear 1.0, e.g. 203")
-    _positive("peak_nits", peak_nits, "the display's nominal peak luminance, e.g. 1000")
-    weights = HLG.luminance_weights
-    return evaluate(
-        lambda value: _hlg_eotf(value, peak_nits, 0.0, weights) / nits_at_1,
-        y,
-        group=_group(y),
-    )
+    gamma, weights = hlg_system_gamma(peak_nits), HLG.luminance_weights
+    return evaluate(_hlg_decode, y, nits_at_1, peak_nits, gamma, weights, group=_group(y))
 
 
 @dataclass(frozen=True)
@@ -435,7 +442,7 @@ SRGB = _SRGBConstants()
 
 def _srgb_encode(x):
     magnitude = x.abs()
-    power = magnitude.clamp_min(SRGB.linear_break).pow(1 / SRGB.exponent)
+    power = _pow(magnitude.clamp_min(SRGB.linear_break), 1 / SRGB.exponent)
     curve = power * (1 + SRGB.offset) - SRGB.offset
     return torch.where(magnitude <= SRGB.linear_break, magnitude * SRGB.slope, curve).copysign(x)
 
@@ -443,7 +450,7 @@ def _srgb_encode(x):
 def _srgb_decode(y):
     magnitude = y.abs()
     base = (magnitude.clamp_min(SRGB.code_break) + SRGB.offset) / (1 + SRGB.offset)
-    curve = base.pow(SRGB.exponent)
+    curve = _pow(base, SRGB.exponent)
     return torch.where(magnitude <= SRGB.code_break, magnitude / SRGB.slope, curve).copysign(y)
 
 

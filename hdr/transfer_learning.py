@@ -14,6 +14,7 @@ import torch
 
 from ._array import array_function
 from .transfer_blockwise import evaluate
+from .transfer_fused import power as _pow
 
 
 def _positive(name: str, value: float, meaning: str) -> None:
@@ -21,19 +22,19 @@ def _positive(name: str, value: float, meaning: str) -> None:
         raise ValueError(f"{name} must be positive (got {value!r}); it is {meaning}")
 
 
-def _loggamma_encode(x, gamma, ceiling):
-    scale = math.log1p(gamma * ceiling)
-    return (torch.log1p(x.abs() * gamma) / scale).pow(1 / gamma).copysign(x)
+def _loggamma_encode(x, gamma, scale):
+    return _pow(torch.log1p(x.abs() * gamma) / scale, 1 / gamma).copysign(x)
 
 
-def _loggamma_decode(y, gamma, ceiling):
-    scale = math.log1p(gamma * ceiling)
-    return torch.expm1(y.abs().pow(gamma) * scale).div(gamma).copysign(y)
+def _loggamma_decode(y, gamma, scale):
+    return torch.expm1(_pow(y.abs(), gamma) * scale).div(gamma).copysign(y)
 
 
-def _check_loggamma(gamma: float, ceiling: float) -> None:
+def _loggamma_scale(gamma: float, ceiling: float) -> float:
+    """``ln(gamma ceiling + 1)``, after checking both parameters."""
     _positive("gamma", gamma, "the log-gamma curve's exponent, DiffHDR uses 2.2")
     _positive("ceiling", ceiling, "the scene-linear value that encodes to 1.0, e.g. 65536")
+    return math.log1p(gamma * ceiling)
 
 
 @array_function
@@ -65,8 +66,7 @@ def loggamma_encode(x, gamma: float = 2.2, ceiling: float = 65536.0):
     >>> round(loggamma_encode(1.0), 6)
     0.347777
     """
-    _check_loggamma(gamma, ceiling)
-    return evaluate(_loggamma_encode, x, gamma, ceiling)
+    return evaluate(_loggamma_encode, x, gamma, _loggamma_scale(gamma, ceiling))
 
 
 @array_function
@@ -80,16 +80,15 @@ def loggamma_decode(y, gamma: float = 2.2, ceiling: float = 65536.0):
     >>> round(loggamma_decode(0.347777), 4)
     1.0
     """
-    _check_loggamma(gamma, ceiling)
-    return evaluate(_loggamma_decode, y, gamma, ceiling)
+    return evaluate(_loggamma_decode, y, gamma, _loggamma_scale(gamma, ceiling))
 
 
-def _mulaw_encode(x, mu):
-    return torch.log1p(x.abs() * mu).div(math.log1p(mu)).copysign(x)
+def _mulaw_encode(x, mu, scale):
+    return torch.log1p(x.abs() * mu).div(scale).copysign(x)
 
 
-def _mulaw_decode(y, mu):
-    return torch.expm1(y.abs() * math.log1p(mu)).div(mu).copysign(y)
+def _mulaw_decode(y, mu, scale):
+    return torch.expm1(y.abs() * scale).div(mu).copysign(y)
 
 
 @array_function
@@ -119,7 +118,7 @@ def mulaw_encode(x, mu: float = 5000.0):
     0.918643
     """
     _positive("mu", mu, "the mu-law compression strength, e.g. 5000")
-    return evaluate(_mulaw_encode, x, mu)
+    return evaluate(_mulaw_encode, x, mu, math.log1p(mu))
 
 
 @array_function
@@ -134,7 +133,7 @@ def mulaw_decode(y, mu: float = 5000.0):
     0.5
     """
     _positive("mu", mu, "the mu-law compression strength, e.g. 5000")
-    return evaluate(_mulaw_decode, y, mu)
+    return evaluate(_mulaw_decode, y, mu, math.log1p(mu))
 
 
 @dataclass(frozen=True)
@@ -159,14 +158,14 @@ PU21 = _PU21Constants()
 
 def _pu21_encode(nits):
     p0, p1, p2, p3, p4, p5, p6 = PU21.p
-    power = nits.clamp(PU21.min_nits, PU21.max_nits).pow(p3)
-    return (((power * p1 + p0) / (power * p2 + 1)).pow(p4) - p5) * p6
+    power = _pow(nits.clamp(PU21.min_nits, PU21.max_nits), p3)
+    return (_pow((power * p1 + p0) / (power * p2 + 1), p4) - p5) * p6
 
 
 def _pu21_decode(pu):
     p0, p1, p2, p3, p4, p5, p6 = PU21.p
-    base = (pu / p6 + p5).clamp_min(0).pow(1 / p4)
-    return ((base - p0).clamp_min(0) / (p1 - p2 * base)).pow(1 / p3)
+    base = _pow((pu / p6 + p5).clamp_min(0), 1 / p4)
+    return _pow((base - p0).clamp_min(0) / (p1 - p2 * base), 1 / p3)
 
 
 @array_function
