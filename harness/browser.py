@@ -111,9 +111,7 @@ def graph_to_api_prompt(page) -> dict:
 def switch_workflow_tab(page, name: str) -> None:
     """Click the workflow tab named ``name`` in the top bar (frontends 1.32-1.58) and wait
     until it is the active workflow."""
-    tab = page.locator("[data-testid=workflow-tab]", has_text=name)
-    if not tab.count():  # frontend 1.32: PrimeVue toggle buttons
-        tab = page.locator(".workflow-tabs .p-togglebutton", has_text=name)
-    tab.first.click()
+    # 1.49+: data-testid; 1.32: the class alone.
+    page.locator("[data-testid=workflow-tab], .workflow-tab", has_text=name).first.click()
     page.wait_for_function("(name) => app.extensionManager.workflow.activeWorkflow?.filename "
                            "=== name", arg=name, timeout=30_000)

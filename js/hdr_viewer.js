@@ -8,8 +8,8 @@
 //
 // The node is sized so the image shows pixel for pixel (hdr_viewer_layout.js) in classic and
 // Vue ("Nodes 2.0") node modes; the mouse wheel over the viewer sets the exposure (0.1 stop a
-// notch; Ctrl/Cmd + wheel still zooms the canvas); the viewer comes back with the node's kept
-// output after a workflow-tab switch (hdr_outputs.js).
+// notch, hdr_viewer_wheel.js; Ctrl/Cmd + wheel still zooms the canvas); the viewer comes back
+// with the node's kept output after a workflow-tab switch (hdr_outputs.js).
 //
 // Test hook: `node.hdrViewer` (see `HdrViewer.hook`): setExposure(stops), setMode(mode),
 // setClipMarkers(on), setNonFiniteMarkers(on), setWipe(fraction | null),
@@ -30,12 +30,10 @@ import {
 } from "./hdr_viewer_palette.js";
 import { NODE_WIDTH, chrome, growNodeToFit, stageTarget } from "./hdr_viewer_layout.js";
 import { element, injectStyle } from "./hdr_viewer_style.js";
+import { captureWheel } from "./hdr_viewer_wheel.js";
 
 const WIDGET_NAME = "hdr_viewer";
 const FRAME_CACHE = 8; // measured frames kept per viewer (~23 bytes a pixel each)
-// A mouse-wheel notch: 100 CSS pixels of deltaY in Chromium and Firefox (deltaMode 0), or
-// 3 lines (deltaMode 1); trackpads send smaller deltas, summed until a notch.
-const WHEEL_NOTCH = { pixels: 100, lines: 3 };
 
 const viewURL = ({ filename, subfolder, type }) =>
   api.apiURL(`/view?${new URLSearchParams({ filename, subfolder, type })}`);
@@ -81,11 +79,6 @@ class HdrViewer {
     injectStyle();
     const root = (this.root = element("div", "hdrv"));
     root.dataset.nodeId = this.node.id;
-    // Vue node mode hands every wheel event to the canvas (its zoom) unless the event comes
-    // from inside an element with this attribute that holds the keyboard focus (frontends
-    // 1.49+: useCanvasInteractions): the viewer takes the focus while the pointer is over it.
-    root.dataset.captureWheel = "true";
-    root.tabIndex = -1;
     const bar = element("div", "hdrv-bar");
     this.exposure = element("input", "hdrv-exposure", {
       type: "range", min: EXPOSURE_RANGE.min, max: EXPOSURE_RANGE.max, step: EXPOSURE_RANGE.step,
@@ -161,11 +154,10 @@ class HdrViewer {
     this.root.addEventListener("keydown", (event) => {
       if (event.target !== this.root) event.stopPropagation();
     });
-    this.wheelSum = 0;
-    this.root.addEventListener("wheel", (event) => this.onWheel(event), { passive: false });
-    this.root.addEventListener("pointerenter", () => this.takeFocus());
-    this.root.addEventListener("pointerleave", () => {
-      if (document.activeElement === this.root) this.root.blur();
+    // Wheel up brightens, 0.1 stop a notch.
+    captureWheel(this.root, (notches) => {
+      const stops = this.state.exposure - notches * EXPOSURE_RANGE.step;
+      this.setExposure(Math.round(stops / EXPOSURE_RANGE.step) * EXPOSURE_RANGE.step);
     });
     this.exposure.addEventListener("input", () => this.setExposure(Number(this.exposure.value)));
     this.exposure.addEventListener("dblclick", () => this.setExposure(0));
@@ -197,30 +189,6 @@ class HdrViewer {
     });
     this.stage.addEventListener("pointerup", () => { dragging = false; });
     this.stage.addEventListener("pointerleave", () => { this.readout.hidden = true; });
-  }
-
-  /** Focus the viewer (so the wheel is its own, see build()) unless another control is being
-   * typed into. */
-  takeFocus() {
-    const active = document.activeElement;
-    const typing = active && active !== document.body && !this.root.contains(active) &&
-      (active.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(active.tagName));
-    if (!typing) this.root.focus({ preventScroll: true });
-  }
-
-  /** Exposure by the wheel, 0.1 stop a notch (up: brighter); Ctrl/Cmd + wheel (the
-   * frontends' pinch and zoom gesture) is left to the canvas. */
-  onWheel(event) {
-    if (event.ctrlKey || event.metaKey) return;
-    event.preventDefault();
-    event.stopPropagation(); // the node (Vue mode) would hand it to the canvas' zoom
-    this.wheelSum += event.deltaMode === 1 ? event.deltaY * WHEEL_NOTCH.pixels / WHEEL_NOTCH.lines
-      : event.deltaY;
-    const notches = Math.trunc(this.wheelSum / WHEEL_NOTCH.pixels);
-    if (!notches) return;
-    this.wheelSum -= notches * WHEEL_NOTCH.pixels;
-    const stops = this.state.exposure - notches * EXPOSURE_RANGE.step;
-    this.setExposure(Math.round(stops / EXPOSURE_RANGE.step) * EXPOSURE_RANGE.step);
   }
 
   /** Show the entries of an `hdr_view` message (the first one; a menu when there are more). */
@@ -401,8 +369,11 @@ class HdrViewer {
     if (!this.frame) return;
     const { width, height } = this.frame.stats;
     if (this.fitPending && this.stage.clientWidth > 0) this.fitNode();
-    const scale = Math.min(this.stage.clientWidth / width, this.stage.clientHeight / height);
-    if (!(scale > 0)) return;
+    const fit = Math.min(this.stage.clientWidth / width, this.stage.clientHeight / height);
+    if (!(fit > 0)) return;
+    // Enlarged by whole factors only (a node larger than its image shows it 1:1, 2:1, ...):
+    // each proxy pixel stays a square of screen pixels; reduced smoothly when it must.
+    const scale = fit >= 1 ? Math.floor(fit) : fit;
     this.frameBox.style.width = `${Math.floor(width * scale)}px`;
     this.frameBox.style.height = `${Math.floor(height * scale)}px`;
     this.canvas.style.imageRendering = scale >= 2 ? "pixelated" : "auto";

@@ -27,12 +27,14 @@ export function chrome(node, root, stage) {
 
 /**
  * The stage [width, height] for a width x height image: 1:1 when the node limits allow it,
- * else scaled to the widest node; a narrow image fills the narrowest node's width.
+ * else reduced to the widest node; a narrow image enlarged by the whole factor that fills
+ * the narrowest node's width (the viewer enlarges by whole factors only).
  */
 export function stageTarget(width, height, chromeWidth) {
   const stageWidth = Math.min(NODE_WIDTH.max - chromeWidth,
                               Math.max(NODE_WIDTH.min - chromeWidth, width));
-  const scale = Math.min(stageWidth / width, IMAGE_HEIGHT.max / height);
+  const fit = Math.min(stageWidth / width, IMAGE_HEIGHT.max / height);
+  const scale = fit >= 1 ? Math.floor(fit) : fit;
   return [Math.round(width * scale),
           Math.max(IMAGE_HEIGHT.min, Math.round(height * scale))];
 }

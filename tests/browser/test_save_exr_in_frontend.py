@@ -43,10 +43,6 @@ def graph(node_mode: str) -> dict:
         "overwrite": False}}}
 
 
-OTHER_TAB = {"1": {"class_type": "HDRTestChart",
-                   "inputs": {"width": 64, "height": 32, "gamut": "rec709", "sun_stops": 4.0,
-                              "frames": 1}}}
-
 # What the pack's widgets show: the entry, the measured peak, the canvas' pixel grid, a pixel,
 # the text. Equal before and after = restored, not only present.
 SHOWN_JS = f"""() => {{
@@ -158,9 +154,9 @@ def test_viewer_and_text_come_back_after_a_workflow_tab_switch(page, node_mode):
     assert before["grid"] == [512, 288, 512, 288] and before["viewers"] == 1
     assert before["text"].startswith("wrote 1 EXR") and before["peak"] > 184
 
-    page.evaluate("(g) => app.loadApiJson(g, 'other_tab')", OTHER_TAB)  # a second tab
-    page.wait_for_function("app.extensionManager.workflow.activeWorkflow?.filename === "
-                           "'other_tab'", timeout=30_000)
+    page.evaluate("app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_function(f"app.extensionManager.workflow.activeWorkflow?.filename !== "
+                           f"'{TAB}'", timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.hdrv').length === 0", timeout=30_000)
     switch_workflow_tab(page, TAB)
     page.wait_for_function(VIEWER_READY_JS, timeout=30_000)
