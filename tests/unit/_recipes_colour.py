@@ -25,6 +25,7 @@ from comfyui_hdr.hdr import (
     transfer_blockwise,
     transfer_camera,
     transfer_display,
+    transfer_fused,
     transfer_learning,
 )
 from comfyui_hdr.hdr.degrade_config import DegradationConfig
@@ -218,6 +219,12 @@ RECIPES = {
         output="cpu", half="none"),
     "exposure.percentile_rank_tolerance": lambda d, t: expect(
         call(exposure.percentile_rank_tolerance, 99.0), half="none"),
+    # the fused kernels' building blocks (eager outside a compiled kernel), and the
+    # dispatcher, which leaves frames under its size threshold to the eager path (None)
+    "transfer_fused.power": lambda d, t: call(transfer_fused.power, scene(d), 1 / 2.4),
+    "transfer_fused.exp10": lambda d, t: call(transfer_fused.exp10, codes(d) - 0.5),
+    "transfer_fused.run": lambda d, t: expect(
+        call(transfer_fused.run, torch.exp2, scene(d), (), torch.float32, 3), half="none"),
     # alpha in core's MASK polarity, and (un)premultiplied colour
     "alpha.alpha_from_mask": lambda d, t: call(alpha.alpha_from_mask, codes(d)[..., 0]),
     "alpha.mask_from_alpha": lambda d, t: call(alpha.mask_from_alpha, codes(d)[..., 0]),
