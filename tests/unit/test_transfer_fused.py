@@ -188,7 +188,7 @@ def _compiled_formulas(kernels) -> list[str]:
 def test_auto_compiles_a_parameter_set_once_it_has_processed_payback_values(
     fresh_kernels, monkeypatch
 ):
-    monkeypatch.delenv(transfer_fused.ENVIRONMENT, raising=False)
+    monkeypatch.setenv(transfer_fused.ENVIRONMENT, "auto")
     monkeypatch.setattr(transfer_fused, "PAYBACK_VALUES", 4 * 4096)
     frame = _frame(4096)
     expected = _eager(tf.logc3_encode, frame)
@@ -303,3 +303,12 @@ def test_threads_under_inference_mode_share_one_kernel_and_agree(always_fused):
     assert all(result.is_inference() for result in results)
     for result in results:  # eager (while another thread compiled) or fused: within 2 ulp
         np.testing.assert_array_less(_ulps(result.numpy(), expected.numpy(), 0.0), 2.5)
+
+
+def test_curves_stay_eager_unless_compiling_is_asked_for(fresh_kernels, monkeypatch):
+    monkeypatch.delenv(transfer_fused.ENVIRONMENT, raising=False)
+    assert transfer_fused.mode() == "never"
+    frame = _frame(4096)
+    for _ in range(3):
+        np.testing.assert_array_equal(tf.logc3_encode(frame), _eager(tf.logc3_encode, frame))
+    assert _compiled_formulas(fresh_kernels) == []
