@@ -13,9 +13,10 @@ frame to such a kernel when it is worth it and returns ``None`` otherwise, so th
 - ``COMFYUI_HDR_COMPILE`` chooses when: ``never`` (the default for now: the UHD bench
   still reports up to 128 ulp between the fused and the eager LogC4 encode, unexplained,
   where the issue allows 2); ``always``; or ``auto``, which compiles a formula on a
-  device only once it has processed :data:`PAYBACK_VALUES` values there in this process. Compiling costs seconds (the first one in a process also
-  imports the compiler), so single pictures never wait for it; sequences and training
-  loops, where it pays back, get it after about ten UHD frames;
+  device only once it has processed :data:`PAYBACK_VALUES` values there in this process.
+  Compiling costs seconds (the first one in a process also imports the compiler), so
+  single pictures never wait for it; sequences and training loops, where it pays back,
+  get it after about ten UHD frames;
 - a formula compiles once per set of parameters (EI, nits, gamma ...), device, dtype
   and row width (``dynamic=True``: any frame size reuses it), in the thread that first
   needs it; other threads meanwhile run it eagerly. ``auto`` counts the values per set
