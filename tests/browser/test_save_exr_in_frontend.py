@@ -68,7 +68,7 @@ def run_graph(page, node_mode: str) -> dict:
     page.evaluate("([g, name]) => app.loadApiJson(g, name)", [graph(node_mode), TAB])
     outcome = page.evaluate(WAIT_FOR_RUN_JS)
     assert outcome["type"] == "execution_success", outcome
-    page.wait_for_function(VIEWER_READY_JS, timeout=30_000)
+    page.wait_for_function(VIEWER_READY_JS, timeout=90_000)  # loaded CI machines
     return outcome["detail"]
 
 
@@ -159,7 +159,7 @@ def test_viewer_and_text_come_back_after_a_workflow_tab_switch(page, node_mode):
                            f"'{TAB}'", timeout=30_000)
     page.wait_for_function("document.querySelectorAll('.hdrv').length === 0", timeout=30_000)
     switch_workflow_tab(page, TAB)
-    page.wait_for_function(VIEWER_READY_JS, timeout=30_000)
+    page.wait_for_function(VIEWER_READY_JS, timeout=90_000)  # loaded CI machines
     assert page.evaluate(SHOWN_JS) == before
 
 
@@ -178,5 +178,5 @@ def test_viewer_and_text_come_back_from_the_history_after_a_reload(page, node_mo
         await app.loadGraphData(workflow, true, false);
         app.nodeOutputs = outputs;
     }""", [kept["prompt"][3]["extra_pnginfo"]["workflow"], kept["outputs"]])
-    page.wait_for_function(VIEWER_READY_JS, timeout=30_000)
+    page.wait_for_function(VIEWER_READY_JS, timeout=90_000)  # loaded CI machines
     assert page.evaluate(SHOWN_JS) == before
