@@ -9,7 +9,9 @@ here:
 - :mod:`.transfer_display`: SMPTE ST 2084 (PQ), ITU-R BT.2100 HLG, IEC sRGB;
 - :mod:`.transfer_learning`: DiffHDR log-gamma, mu-law, PU21.
 
-:data:`CURVES` lists the scene-linear curves a node can offer in a menu.
+:data:`CURVES` lists the scene-linear curves a node can offer in a menu. Large float32
+frames run as one fused, compiled kernel per curve once compiling pays back
+(:mod:`.transfer_fused`; ``COMFYUI_HDR_COMPILE=auto|always|never``).
 """
 
 from __future__ import annotations
