@@ -79,7 +79,15 @@ def test_tiled_decode_in_the_server_equals_the_whole_frame_and_reports_progress(
     np.testing.assert_allclose(_exr(comfy_server, result), whole, rtol=1e-5, atol=1e-6)
     steps = [event["data"] for event in result.events
              if event["type"] == "progress" and event["data"].get("node") == DECODE]
-    assert len(steps) > 4 and steps[-1]["value"] == steps[-1]["max"]
+    # The bar starts before the last tile and ends full. ComfyUI 0.3.75 sends every tile; from
+    # 0.33 comfy.utils.ProgressBar throttles to one update per 100 ms (first and final always
+    # sent), so how many intermediate updates arrive depends on the machine's speed.
+    values = [step["value"] for step in steps]
+    assert {step["max"] for step in steps} == {steps[0]["max"]}
+    assert steps[0]["value"] < steps[0]["max"] and values[-1] == steps[-1]["max"]
+    assert values == sorted(values)
+    if comfy_server.bench.comfyui == "0.3.75":
+        assert len(steps) > 4
 
 
 def test_encode_then_decode_in_the_server_equals_the_library_on_the_same_chart(
