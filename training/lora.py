@@ -89,7 +89,7 @@ from .lora_models import (
 from .lora_options import LoraTrainingOptions, parse_args
 from .lora_step import flow_loss, prepare_lora_model, train_step
 from .lora_vae import FrozenVae
-from .memory import storage_dtype
+from .memory import safe_attention_kernels, storage_dtype
 from .prompt_embeddings import PromptEmbeddings
 
 __all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
@@ -208,6 +208,9 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
 
     _check_options(options)
     accelerator = make_accelerator(options.mixed_precision)
+    attention_note = safe_attention_kernels(accelerator.device)
+    if attention_note:
+        accelerator.print(f"train-lora: {attention_note}")
     output = Path(options.output)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
     vae = FrozenVae(options.vae, options.latent_cache or None)

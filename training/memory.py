@@ -30,7 +30,7 @@ import torch.nn.functional as F
 __all__ = ["FP8_E4M3_MAX", "OPTIMIZERS", "WEIGHT_DTYPES", "Fp8Linear", "check_weight_dtype",
            "compute_dtype", "enable_gradient_checkpointing", "keep_in_fp32",
            "make_optimizer", "prepare_frozen_base", "quantize_fp8", "repeated_blocks",
-           "resolve_weight_dtype", "storage_dtype"]
+           "resolve_weight_dtype", "safe_attention_kernels", "storage_dtype"]
 
 WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8")
 """``--weight-dtype`` values; ``auto`` picks bf16 on CUDA and fp32 elsewhere."""
@@ -47,6 +47,23 @@ def resolve_weight_dtype(name: str, device: torch.device) -> str:
     resolved = name if name != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     check_weight_dtype(resolved, device)
     return resolved
+
+
+def safe_attention_kernels(device: torch.device) -> str | None:
+    """Turn off cuDNN's scaled-dot-product attention kernel on CUDA; a note saying so, or
+    None elsewhere (nothing changes on the CPU).
+
+    Measured on an H200 (torch 2.11, CUDA 13, ``tests/bench/bench_train_memory.py``): the
+    cuDNN kernel fails a FLUX.1-dev LoRA step (4,608 tokens, bf16) with
+    ``mha_graph.execute(...).is_good()`` and then an illegal memory access; the flash and
+    memory-efficient kernels that ``scaled_dot_product_attention`` picks instead ran every
+    family at every size. A process-wide switch: the trainers are their own processes.
+    """
+    if device.type != "cuda":
+        return None
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    return ("cuDNN attention off (it fails FLUX.1 LoRA steps on torch 2.11 + CUDA 13); "
+            "flash / memory-efficient attention instead")
 
 
 def check_weight_dtype(name: str, device: torch.device) -> None:

@@ -30,6 +30,7 @@ from comfyui_hdr.training.memory import (
     check_weight_dtype,
     make_optimizer,
     quantize_fp8,
+    safe_attention_kernels,
 )
 from comfyui_hdr.training.memory_estimate import (
     BaseWeights,
@@ -335,3 +336,17 @@ def test_train_vae_takes_the_8_bit_optimizer_and_refuses_a_half_weight_dtype(tmp
     state = load_file(str(tmp_path / "b" / "checkpoint-2" / "optimizer.safetensors"))
     assert any(name.endswith("exp_avg.codes") and tensor.dtype == torch.uint8
                for name, tensor in state.items())  # 8-bit moments, stored by their parts
+
+
+def test_the_trainers_turn_cudnn_attention_off_on_cuda_only():
+    enabled = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        assert safe_attention_kernels(torch.device("cpu")) is None
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+        # The switch is a flag: it can be set (and is checked) on a machine without CUDA.
+        assert "cuDNN attention off" in safe_attention_kernels(torch.device("cuda", 0))
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(enabled)
