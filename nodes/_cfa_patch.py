@@ -19,6 +19,10 @@ Wan 2.1/2.2 text-to-video, VACE included (cross-attention, DiffHDR's own setting
   call, resamples the masks to the call's token grid ``(T, h/2, w/2)``, embeds the over
   and under prompts with the model's own ``text_embedding``, and hands them to the
   blocks in ``transformer_options[CFA_KEY]``.
+- with in-context conditioning (a reference clip concatenated in time, as "HDR Reference
+  (in-context)" and train-lora's reference mode give Wan; 0.33's ``context_latents``; a
+  Wan Fun ``reference_latent``), the reference's tokens take the base prompt and only the
+  target's tokens are routed: the region prompts describe the target's exposure.
 
 Flux.1 (joint attention): image tokens attend to ``[text tokens, image tokens]`` in one
 attention, and every block updates the text tokens, so "the over prompt's context" is the
@@ -45,6 +49,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..hdr.masks import ExposureMasks
 from ..hdr.models.cfa import cfa_combine, check_alpha, masks_to_token_grid
@@ -103,20 +108,28 @@ class _Routing:
 
 @dataclass(frozen=True)
 class _CrossAttentionRoute:
-    """State the Wan cross-attention patches read: embedded contexts and token weights."""
+    """State the Wan cross-attention patches read: embedded contexts, the target's token
+    weights, and how many tokens precede the target's in the sequence (a Wan Fun reference
+    image's, which ComfyUI prepends); tokens after them (a reference clip concatenated in
+    time, 0.33's in-context latents) follow the target's."""
 
     contexts: dict
     weights: dict
     alphas: dict
+    leading: int = 0
 
     def blend(self, base: torch.Tensor, outputs: dict) -> torch.Tensor:
         tokens = next(iter(self.weights.values())).shape[1]
-        if base.shape[1] != tokens:
-            raise ValueError(f"CFA: the cross-attention sees {base.shape[1]} image tokens but "
-                             f"the masks cover {tokens}; reference or concatenated latents "
-                             "are not routed")
+        trailing = base.shape[1] - tokens - self.leading
+        if trailing < 0:
+            raise ValueError(f"CFA: the cross-attention sees {base.shape[1]} tokens but the "
+                             f"masks cover {tokens} target tokens after {self.leading} "
+                             "reference tokens; the masks must be made for this latent")
+        # Reference tokens keep the base prompt: the region prompts describe the target.
+        weights = {name: F.pad(value, (self.leading, trailing))
+                   for name, value in self.weights.items()}
         return cfa_combine(base, outputs.get("over"), outputs.get("under"),
-                           self.weights.get("over"), self.weights.get("under"),
+                           weights.get("over"), weights.get("under"),
                            self.alphas.get("over", 0.0), self.alphas.get("under", 0.0))
 
 
@@ -138,9 +151,6 @@ def _wan_wrapper(routing: _Routing, executor, x, timestep, context, clip_fea=Non
     options = {} if transformer_options is None else transformer_options
     model = executor.class_obj
     active = routing.weighted(tuple(x.shape), model.patch_size, options)
-    if active and (time_dim_concat is not None or kwargs.get("reference_latent") is not None):
-        raise ValueError("CFA Patch: Wan time-concatenated or reference latents are not "
-                         "routed; remove them or the CFA Patch")
     if not active:
         return executor(x, timestep, context, clip_fea, time_dim_concat, transformer_options,
                         **kwargs)
@@ -151,7 +161,13 @@ def _wan_wrapper(routing: _Routing, executor, x, timestep, context, clip_fea=Non
         contexts[branch.name] = model.text_embedding(tokens).expand(rows, -1, -1)
         weights[branch.name] = branch_weights.to(x.device)
         alphas[branch.name] = branch.alpha
-    options = {**options, CFA_KEY: _CrossAttentionRoute(contexts, weights, alphas)}
+    reference = kwargs.get("reference_latent")
+    leading = 0
+    if reference is not None and getattr(model, "ref_conv", None) is not None:
+        # WanModel.forward_orig: ref_conv (stride = the spatial patch) tokens go first.
+        leading = (reference.shape[-2] // model.patch_size[1]) * (
+            reference.shape[-1] // model.patch_size[2])
+    options = {**options, CFA_KEY: _CrossAttentionRoute(contexts, weights, alphas, leading)}
     return executor(x, timestep, context, clip_fea, time_dim_concat, options, **kwargs)
 
 

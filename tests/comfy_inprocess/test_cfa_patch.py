@@ -188,6 +188,29 @@ def test_wan_cfa_stacks_on_a_lora_loaded_by_comfyui(wan, wan_prompts, wan_runs):
     assert (routed - lora_over).abs().max() <= EQUAL_TO_PROMPT
 
 
+def test_wan_routes_the_target_beside_a_reference_clip_concatenated_in_time(
+        wan, wan_prompts, wan_runs):
+    # In-context conditioning ("HDR Reference (in-context)", train-lora's reference mode):
+    # WAN21 hands ``time_dim_concat`` to the model, whose tokens follow the target's.
+    reference = torch.randn((1, 16, 1, 8, 8), generator=torch.Generator().manual_seed(4))
+    with_reference = {name: [[prompt[0][0], {"time_dim_concat": reference}]]
+                      for name, prompt in wan_prompts.items()}
+    runs = {name: _denoise(wan, prompt, WAN_LATENT) for name, prompt in with_reference.items()}
+    assert (runs["base"] - wan_runs["base"]).abs().mean() > 0.01  # the reference acts
+    masks = _masks(WAN_FRAMES, LEFT_HALF, BOTTOM_RIGHT)
+    patched = apply_cfa_patch(wan, with_reference["over"], with_reference["under"], masks,
+                              1.0, 1.0)
+    routed = _denoise(patched, with_reference["base"], WAN_LATENT)
+    assert torch.equal(routed[..., :4, 4:], runs["base"][..., :4, 4:])  # in neither mask
+    for region, prompt in ((LEFT_HALF, "over"), (BOTTOM_RIGHT, "under")):
+        inside = _latent_region(routed, region) - _latent_region(runs[prompt], region)
+        assert inside.abs().max() <= EQUAL_TO_PROMPT
+    full = apply_cfa_patch(wan, with_reference["over"], None, _masks(WAN_FRAMES, EVERYWHERE),
+                           1.0, 0.0)
+    assert (_denoise(full, with_reference["base"], WAN_LATENT)
+            - runs["over"]).abs().max() <= EQUAL_TO_PROMPT
+
+
 def test_wan_patch_installs_comfyui_object_patches_and_a_wrapper(wan, wan_prompts):
     patched = apply_cfa_patch(wan, wan_prompts["over"], None, _masks(WAN_FRAMES, LEFT_HALF),
                               1.0, 0.0)
