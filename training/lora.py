@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -244,7 +244,9 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                                 RUN_FILES)
     if checkpoint is not None:
         saved = json.loads((checkpoint / "trainer_state.json").read_text())["run"]
-        changed = sorted(key for key in run if saved.get(key) != run[key])
+        # An option newer than the checkpoint ran at its default value there.
+        defaults = {option.name: option.default for option in fields(options)}
+        changed = sorted(key for key in run if saved.get(key, defaults[key]) != run[key])
         if changed:
             raise ValueError(f"--resume {checkpoint}: options changed since it was written "
                              f"({', '.join(changed)}); resume with the same options")

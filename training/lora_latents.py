@@ -14,6 +14,7 @@ from ..hdr.gamut import luminance
 from ..hdr.transfer import Curve
 from .common import EpochItems, StepBatchSampler
 from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate
+from .lora_augment import AugmentedClips
 from .lora_models import FAMILY_LAYOUTS, encode_latents
 
 __all__ = ["LoraLatents", "highlight_share", "lora_dataset"]
@@ -65,8 +66,14 @@ class LoraLatents:
                                                 latents["target"])
         return latents | {"prompts": list(batch["prompt"])}
 
+    def _origin(self, index: int) -> tuple:
+        """``(dataset, index, flipped)`` of the underlying item (see :class:`AugmentedClips`)."""
+        origin = getattr(self.dataset, "origin", None)
+        return origin(index) if origin else (self.dataset, index, False)
+
     def _key(self, index: int) -> dict:
-        dataset, options = self.dataset, self.options
+        options = self.options
+        dataset, index, flipped = self._origin(index)
         if isinstance(dataset, ProceduralScenes):
             source = {"scene_seed": dataset.seed + index,
                       "size": [dataset.height, dataset.width]}
@@ -77,11 +84,12 @@ class LoraLatents:
         reference = ({"degradation": repr(dataset.degradation),
                       "downscale": options.reference_downscale_factor}
                      if options.mode == "reference" else None)
-        return {"source": source, "crop": dataset.crop, "random_crop": dataset.random_crop,
-                "seed": dataset.seed, "index": index, "curve": self.curve.name,
-                "curve_parameters": dict(self.curve.parameters), "vae": self.vae_hash,
-                "reference": reference, "highlight_threshold": (
-                    options.highlight_threshold if options.highlight_weight else None)}
+        key = {"source": source, "crop": dataset.crop, "random_crop": dataset.random_crop,
+               "seed": dataset.seed, "index": index, "curve": self.curve.name,
+               "curve_parameters": dict(self.curve.parameters), "vae": self.vae_hash,
+               "reference": reference, "highlight_threshold": (
+                   options.highlight_threshold if options.highlight_weight else None)}
+        return key | {"mirrored": True} if flipped else key
 
     def _cached(self, index: int) -> dict:
         """One item's latents (no batch axis); crops and degradations of epoch 0."""
@@ -90,8 +98,9 @@ class LoraLatents:
             return {name: tensor[0] for name, tensor in batch.items() if name != "prompts"}
 
         latents = self.cache.get_or_compute(self._key(index), compute)
-        clip = getattr(self.dataset, "clips", None)
-        caption = clip[index][0].caption if clip else None
+        dataset, inner, _ = self._origin(index)
+        clips = getattr(dataset, "clips", None)
+        caption = clips[inner][0].caption if clips else None
         return latents | {"prompt": caption.prompt if caption else ""}
 
     def batch(self, indices: Sequence[int]) -> dict:
@@ -127,10 +136,15 @@ def lora_dataset(options):
         degradation = (DegradationConfig.clean() if options.degradations == "clean"
                        else DegradationConfig())
     crop = options.crop or None
-    if options.data == "procedural":
-        return ProceduralScenes(options.scenes, options.size, options.seed, crop=crop,
-                                random_crop=not options.centre_crop, degradation=degradation)
-    return ExrFolderDataset(options.data, frames_per_clip=options.frames, crop=crop,
-                            random_crop=not options.centre_crop, seed=options.seed,
-                            gamut=options.gamut, nan_frames=options.nan_frames,
-                            degradation=degradation)
+
+    def make(stride: int | None):
+        if options.data == "procedural":
+            return ProceduralScenes(options.scenes, options.size, options.seed, crop=crop,
+                                    random_crop=not options.centre_crop,
+                                    degradation=degradation)
+        return ExrFolderDataset(options.data, frames_per_clip=options.frames, stride=stride,
+                                crop=crop, random_crop=not options.centre_crop,
+                                seed=options.seed, gamut=options.gamut,
+                                nan_frames=options.nan_frames, degradation=degradation)
+
+    return AugmentedClips(make, options.holdout, options.all_starts, options.flip)

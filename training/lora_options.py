@@ -38,6 +38,10 @@ class LoraTrainingOptions:
     gamut: str = _option("rec709", "gamut of the EXRs' linear RGB")
     nan_frames: str = _option("skip", "frames holding NaN/Inf", choices=("skip", "error"))
     holdout: int = _option(2, "items kept out of training for the held-out loss (the last)")
+    all_starts: bool = _option(False, "train on a clip at every start frame of each EXR "
+                               "sequence (DiffHDR's cache of every temporal offset), "
+                               "leaving out those sharing a frame with the held-out clips")
+    flip: bool = _option(False, "also train on every item mirrored left to right")
     mode: str = _option("text", "text-to-HDR or SDR-reference-conditioned",
                         choices=("text", "reference"))
     reference_downscale_factor: int = _option(1, "reference mode: SDR reference downscale")

@@ -499,3 +499,26 @@ def test_qwen_image_ignores_padding_its_stored_mask_marks(tmp_path):
     assert torch.equal(embeds, text) and options == {}
     with pytest.raises(ValueError, match=r"prompt_embeds_mask is \(1, 4\)"):
         PromptEmbeddings(("a prompt",), padded, prompt_embeds_mask=mask[:, :4])
+
+
+def test_flip_caches_a_mirrored_latent_per_training_item(models, tmp_path):
+    cache = ["--latent-cache", str(tmp_path / "cache"), "--steps", "2", "--scenes", "4"]
+    code, printed = run(arguments(models, "flux", tmp_path / "a", *cache, "--flip"))
+    assert code == 0
+    # 4 scenes, 2 held out: 2 training scenes + their 2 mirrors + the 2 held-out ones.
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 6
+    code, _ = run(arguments(models, "flux", tmp_path / "b", *cache))
+    assert code == 0  # the unmirrored items' keys are those of a run without --flip
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 6
+
+
+def test_a_checkpoint_older_than_an_option_resumes_at_its_default(uninterrupted, models,
+                                                                   tmp_path):
+    checkpoint = tmp_path / f"checkpoint-{HALF}"
+    shutil.copytree(uninterrupted[0] / f"checkpoint-{HALF}", checkpoint)
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    for newer in ("all_starts", "flip"):
+        del state["run"][newer]
+    (checkpoint / "trainer_state.json").write_text(json.dumps(state))
+    assert run(arguments(models, "flux", tmp_path, "--steps", str(HALF + 1), "--resume",
+                         "latest"))[0] == 0
