@@ -9,9 +9,10 @@ what keeps an inverse tone map from folding highlights back onto shadows.
 
 The last axis of a parameter tensor holds ``K - 1`` width logits, ``K - 1`` height logits
 and ``K`` derivative parameters (:data:`PARAMETERS_PER_CURVE` for the poster's ``K = 8``).
-All zeros is the identity curve, *exactly* (bit for bit): the widths and heights are
-equal, so every bin's slope is 1 and the bin formula, written as below, reduces to
-``x_k + (x - x_k)``, which float arithmetic returns exactly.
+bfloat16 and float16 inputs are computed in float32 (softmax and the bin ratio need its
+precision) and rounded once. All zeros is the identity curve, *exactly* (bit for bit):
+the widths and heights are equal, so every bin's slope is 1 and the bin formula, written
+as below, reduces to ``x_k + (x - x_k)``, which float arithmetic returns exactly.
 
 References
 ----------
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .._array import half_in_float32
 
 KNOTS = 8
 """LumaFlux poster: the tone-field spline has K = 8 knots (xi, eta, s)."""
@@ -65,6 +68,7 @@ def _knot_positions(logits: torch.Tensor) -> torch.Tensor:
                       torch.ones_like(positions[..., :1])], dim=-1)
 
 
+@half_in_float32
 def spline_knots(parameters: torch.Tensor, knots: int = KNOTS
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Turn unconstrained parameters into the knots ``(xi, eta, s)`` of a monotone spline.
@@ -97,6 +101,7 @@ def spline_knots(parameters: torch.Tensor, knots: int = KNOTS
     return _knot_positions(widths), _knot_positions(heights), slopes
 
 
+@half_in_float32
 def rational_quadratic_spline(x: torch.Tensor, parameters: torch.Tensor,
                               knots: int = KNOTS) -> torch.Tensor:
     """Apply the monotone rational-quadratic spline of ``parameters`` to ``x`` in ``[0, 1]``.
@@ -154,6 +159,7 @@ def rational_quadratic_spline(x: torch.Tensor, parameters: torch.Tensor,
     return bottom + numerator / denominator
 
 
+@half_in_float32
 def spline_smoothness(derivatives: torch.Tensor) -> torch.Tensor:
     """LumaFlux's spline regulariser ``L_spline = 1/(K-1) sum_k (s_{k+1} - s_k)^2``.
 
