@@ -21,6 +21,7 @@ from comfyui_hdr.hdr.models import (
     checkpoint_dir,
     hdr_vae,
     lumaflux,
+    lumaflux_loss,
     lumaflux_parts,
     precision,
     rqs,
@@ -257,7 +258,18 @@ def _module_call(module, *inputs):
     return module(*inputs)
 
 
+def _loss_case(device):
+    head, features = _tone_field(device)
+    with torch.no_grad():
+        prediction = head(codes(device, (1, 8, 8, 3)), features)
+    return prediction, codes(device, (1, 8, 8, 3), seed=26)
+
+
 RECIPES.update({
+    # half PQ targets: the loss is computed in the prediction's dtype (float32 here), as
+    # the trainer's LoRA/head parameters are (STYLE.md: they train in fp32)
+    "models.lumaflux_loss.lumaflux_loss": lambda d, t: expect(
+        call(lumaflux_loss.lumaflux_loss, *_loss_case(d)), half_args=("arg1",), dtype="any"),
     "models.rqs.spline_knots": lambda d, t: call(rqs.spline_knots, _spline_parameters(d)),
     "models.rqs.rational_quadratic_spline": lambda d, t: call(
         rqs.rational_quadratic_spline, codes(d, (2, 16, 16)), _spline_parameters(d)),

@@ -44,7 +44,7 @@ DATA_TYPES = {
     "models.hdr_vae.HDRVAELoss", "models.widen.ProjectionLayout",
     "jpeg_markers.FrameHeader", "ultrahdr_container.UltraHDRContainer",
     "exr.UnreadableExrError", "models.tone_field.ToneFieldOutput",
-    "models.lumaflux.LumaFluxSwitches",
+    "models.lumaflux.LumaFluxSwitches", "models.lumaflux_loss.LumaFluxLoss",
 }
 
 # Functions that take no image or tensor (bytes, names, paths, header values; verify_lossy
