@@ -103,21 +103,22 @@ class LumaFluxAdapters(torch.nn.Module):
                     siglip_tokens: torch.Tensor | None = None):
         """Run the attached transformer's forwards inside this block for SDR images
         ``sdr`` ``[B, H, W, 3]`` in [0, 1], at ``timestep`` ``[B]`` (Flux's, in [0, 1]),
-        with SigLIP tokens ``[B, M, siglip_dim]`` (needed when PCM or the coupler runs)."""
+        with SigLIP tokens ``[B, M, siglip_dim]`` (needed when PCM or the coupler runs).
+
+        The conditioning stays set after the block, until the next one: a backward through
+        a gradient-checkpointed transformer re-runs the blocks (and these hooks) after the
+        forward has returned, and must see the same conditioning."""
         if (self.switches.pcm or self.switches.coupler) and siglip_tokens is None:
             raise ValueError("siglip_tokens is None but PCM or the coupler is switched on; "
                              "pass lumaflux_parts.siglip_tokens(encoder, sdr), or switch "
                              "pcm and coupler off")
         self._state = _Conditioning(physical_features(sdr), siglip_tokens,
                                     timestep.reshape(-1))
-        try:
-            yield self
-        finally:
-            self._state = None
+        yield self
 
     def _current(self, where: str) -> _Conditioning:
         if self._state is None:
-            raise ValueError(f"the LumaFlux adapters ran {where} outside "
+            raise ValueError(f"the LumaFlux adapters ran {where} before any "
                              "LumaFluxAdapters.conditioned(...); run the transformer inside "
                              "`with adapters.conditioned(sdr, timestep, tokens):`")
         return self._state
