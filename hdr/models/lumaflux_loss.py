@@ -64,7 +64,7 @@ def lumaflux_loss(prediction: ToneFieldOutput, target_pq: torch.Tensor) -> LumaF
     >>> from .tone_field import ToneFieldHead
     >>> sdr = torch.full((1, 2, 2, 3), 0.5)
     >>> output = ToneFieldHead(1)(sdr, torch.zeros(1, 2, 2, 1))
-    >>> float(lumaflux_loss(output, output.pq_rgb).total)
+    >>> float(lumaflux_loss(output, output.pq_rgb).total.detach())
     0.0
     """
     if target_pq.shape != prediction.linear.shape:
