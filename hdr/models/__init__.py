@@ -5,5 +5,9 @@
   :mod:`.precision` (strict float32: TF32 off) and :mod:`.warm_start` (copying a
   pretrained AutoencoderKL in);
 - :mod:`.widen`: widening a DiT's latent input and prediction 16 -> 32 channels;
-- :mod:`.cfa`: CFA attention maths.
+- :mod:`.cfa`: CFA attention maths;
+- LumaFlux (SDR -> HDR on a frozen Flux): :mod:`.rqs` (monotone rational-quadratic
+  splines), :mod:`.tone_field` (the per-pixel RQS head in BT.2020 Y'CbCr),
+  :mod:`.lumaflux_parts` (PGA, PCM, TLAM, coupler, SigLIP), :mod:`.lumaflux` (their hooks
+  on a diffusers ``FluxTransformer2DModel``) and :mod:`.lumaflux_loss` (the poster's loss).
 """

@@ -13,14 +13,20 @@ import functools
 
 import torch
 from _contract import call, codes, expect, scene
-from diffusers import AutoencoderKL, QwenImageTransformer2DModel
+from diffusers import AutoencoderKL, FluxTransformer2DModel, QwenImageTransformer2DModel
+from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from comfyui_hdr.hdr.models import (
     cfa,
     checkpoint_dir,
     hdr_vae,
+    lumaflux,
+    lumaflux_loss,
+    lumaflux_parts,
     precision,
+    rqs,
     tiling,
+    tone_field,
     warm_start,
     widen,
 )
@@ -160,3 +166,148 @@ RECIPES = {
     "models.widen.widen_state_dict": lambda d, t: call(
         widen.widen_state_dict, _comfy_state_dict(d), "qwen_image"),
 }
+
+
+# --- LumaFlux (hdr/models/rqs.py, tone_field.py, lumaflux_parts.py, lumaflux.py) ----------
+
+def _spline_parameters(device, shape=(2, 16, 16)) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(11)
+    return torch.randn((*shape, rqs.PARAMETERS_PER_CURVE), generator=generator).to(device)
+
+
+def _tone_field(device):
+    torch.manual_seed(12)
+    head = tone_field.ToneFieldHead(feature_channels=4).to(device)
+    torch.nn.init.normal_(head.projection.weight)
+    generator = torch.Generator().manual_seed(13)
+    return head, torch.randn((1, 8, 8, 4), generator=generator).to(device)
+
+
+@torch.no_grad()
+def _tone_field_output(head, sdr, features):
+    return head(sdr, features)
+
+
+def _tiny_flux(device):
+    torch.manual_seed(14)
+    return FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=(4, 6, 6)).eval().to(device)
+
+
+def _tiny_siglip(device):
+    torch.manual_seed(15)
+    return SiglipVisionModel(SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        image_size=32, patch_size=8)).eval().to(device)
+
+
+@functools.cache
+def _saved_siglip(folder) -> str:
+    _tiny_siglip("cpu").save_pretrained(folder)
+    return folder
+
+
+@torch.no_grad()
+def _flux_with_adapters(flux, adapters, sdr, tokens):
+    """The adapters attached, run once conditioned, then detached (the model unchanged)."""
+    generator = torch.Generator().manual_seed(16)
+    device = sdr.device
+    inputs = dict(hidden_states=torch.randn((1, 16, 16), generator=generator).to(device),
+                  encoder_hidden_states=torch.randn((1, 4, 32), generator=generator).to(device),
+                  pooled_projections=torch.randn((1, 32), generator=generator).to(device),
+                  timestep=torch.tensor([0.5], device=device),
+                  img_ids=torch.zeros(16, 3, device=device),
+                  txt_ids=torch.zeros(4, 3, device=device))
+    adapters.attach(flux)
+    try:
+        with adapters.conditioned(sdr, inputs["timestep"], tokens):
+            return flux(**inputs).sample
+    finally:
+        adapters.detach()
+
+
+def _moved(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every weight moved off its identity initialisation."""
+    torch.manual_seed(17)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return module
+
+
+def _lumaflux_case(device):
+    flux = _tiny_flux(device)
+    adapters = _moved(lumaflux.LumaFluxAdapters(flux, 16)).to(device)
+    sdr = codes(device, (1, 16, 16, 3))
+    return flux, adapters, sdr, lumaflux_parts.siglip_tokens(_tiny_siglip(device), sdr)
+
+
+def _tokens(device, shape, seed):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+@torch.no_grad()
+def _tlam(module, timestep):
+    return module(timestep, 1)
+
+
+@torch.no_grad()
+def _module_call(module, *inputs):
+    return module(*inputs)
+
+
+def _loss_case(device):
+    head, features = _tone_field(device)
+    with torch.no_grad():
+        prediction = head(codes(device, (1, 8, 8, 3)), features)
+    return prediction, codes(device, (1, 8, 8, 3), seed=26)
+
+
+RECIPES.update({
+    # half PQ targets: the loss is computed in the prediction's dtype (float32 here), as
+    # the trainer's LoRA/head parameters are (STYLE.md: they train in fp32)
+    "models.lumaflux_loss.lumaflux_loss": lambda d, t: expect(
+        call(lumaflux_loss.lumaflux_loss, *_loss_case(d)), half_args=("arg1",), dtype="any"),
+    "models.rqs.spline_knots": lambda d, t: call(rqs.spline_knots, _spline_parameters(d)),
+    "models.rqs.rational_quadratic_spline": lambda d, t: call(
+        rqs.rational_quadratic_spline, codes(d, (2, 16, 16)), _spline_parameters(d)),
+    "models.rqs.spline_smoothness": lambda d, t: call(
+        rqs.spline_smoothness, _spline_parameters(d)[..., :rqs.KNOTS]),
+    "models.tone_field.check_sdr": lambda d, t: call(tone_field.check_sdr, codes(d)),
+    "models.tone_field.rgb_to_ycbcr2020": lambda d, t: call(tone_field.rgb_to_ycbcr2020,
+                                                            codes(d)),
+    "models.tone_field.ycbcr2020_to_rgb": lambda d, t: call(
+        tone_field.ycbcr2020_to_rgb, tone_field.rgb_to_ycbcr2020(codes(d))),
+    "models.tone_field.sdr_to_pq_ycbcr": lambda d, t: call(tone_field.sdr_to_pq_ycbcr,
+                                                           codes(d)),
+    "models.tone_field.ToneFieldHead": lambda d, t: expect(
+        call(_tone_field_output, *_tone_field(d)[:1], codes(d, (1, 8, 8, 3)),
+             _tone_field(d)[1]), half="none"),
+    "models.lumaflux_parts.physical_features": lambda d, t: call(
+        lumaflux_parts.physical_features, codes(d)),
+    "models.lumaflux_parts.TimestepLayerModulation": lambda d, t: expect(call(
+        _tlam, _moved(lumaflux_parts.TimestepLayerModulation(2)).to(d),
+        torch.tensor([0.2, 0.9], device=d)), half="none"),
+    "models.lumaflux_parts.GatedValueLoRA": lambda d, t: expect(call(
+        _module_call, _moved(lumaflux_parts.GatedValueLoRA(32, 2, 16, 4)).to(d),
+        _tokens(d, (2, 5, 32), 18), codes(d, (2, 6)), _tokens(d, (2, 6), 19)), half="none"),
+    "models.lumaflux_parts.PerceptualFiLM": lambda d, t: expect(call(
+        _module_call, _moved(lumaflux_parts.PerceptualFiLM(32, 16)).to(d),
+        _tokens(d, (2, 5, 32), 20), _tokens(d, (2, 3, 16), 21), _tokens(d, (2, 6), 22)),
+        half="none"),
+    "models.lumaflux_parts.PhysicalPerceptualCoupler": lambda d, t: expect(call(
+        _module_call,
+        _moved(lumaflux_parts.PhysicalPerceptualCoupler(32, 16)).to(d),
+        _tokens(d, (2, 5, 32), 23), codes(d, (2, 6)), _tokens(d, (2, 3, 16), 24),
+        _tokens(d, (2, 6), 25)),
+        half="none"),
+    "models.lumaflux_parts.load_siglip": lambda d, t: expect(
+        call(lumaflux_parts.load_siglip, _saved_siglip(t / "siglip")), half="none"),
+    "models.lumaflux_parts.siglip_tokens": lambda d, t: expect(
+        call(lumaflux_parts.siglip_tokens, _tiny_siglip(d), codes(d, (1, 16, 16, 3))),
+        half="none"),
+    "models.lumaflux.LumaFluxAdapters": lambda d, t: expect(
+        call(_flux_with_adapters, *_lumaflux_case(d)), half="none"),
+})

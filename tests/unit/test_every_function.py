@@ -43,7 +43,8 @@ DATA_TYPES = {
     "models.hdr_vae.HDRAutoencoderOutput", "models.hdr_vae.HDRDecoderOutput",
     "models.hdr_vae.HDRVAELoss", "models.widen.ProjectionLayout",
     "jpeg_markers.FrameHeader", "ultrahdr_container.UltraHDRContainer",
-    "exr.UnreadableExrError",
+    "exr.UnreadableExrError", "models.tone_field.ToneFieldOutput",
+    "models.lumaflux.LumaFluxSwitches", "models.lumaflux_loss.LumaFluxLoss",
 }
 
 # Functions that take no image or tensor (bytes, names, paths, header values; verify_lossy
