@@ -19,6 +19,7 @@ rotations rendered through HDR environment maps.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,16 +39,16 @@ class CameraPath:
 
 
 def _check(frames: int, speed: float, seed: int, max_pitch: float, max_heading: float) -> None:
-    if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0:
+    if not isinstance(frames, numbers.Integral) or isinstance(frames, bool) or frames <= 0:
         raise ValueError(f"frame count must be a positive whole number, got {frames!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
-    if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed >= 0):
+    if not (isinstance(speed, numbers.Real) and math.isfinite(speed) and speed >= 0):
         raise ValueError(f"angular speed must be a finite number of degrees per frame >= 0, "
                          f"got {speed!r}")
-    if not (isinstance(max_pitch, (int, float)) and 0.0 <= max_pitch < 90.0):
+    if not (isinstance(max_pitch, numbers.Real) and 0.0 <= max_pitch < 90.0):
         raise ValueError(f"max_pitch must lie in [0, 90) degrees, got {max_pitch!r}")
-    if not (isinstance(max_heading, (int, float)) and 0.0 <= max_heading <= 90.0):
+    if not (isinstance(max_heading, numbers.Real) and 0.0 <= max_heading <= 90.0):
         raise ValueError(f"max_heading must lie in [0, 90] degrees, got {max_heading!r}")
 
 

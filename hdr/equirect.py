@@ -32,6 +32,7 @@ distance ``(W / 2) / tan(fov / 2)`` pixels).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -59,9 +60,9 @@ def _check_map(environment: torch.Tensor) -> None:
 
 def _check_view(height: int, width: int, fov_degrees: float, supersample: int) -> None:
     for name, value in (("height", height), ("width", width), ("supersample", supersample)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive whole number of pixels, got {value!r}")
-    if not (isinstance(fov_degrees, (int, float)) and 0.0 < fov_degrees < 180.0):
+    if not (isinstance(fov_degrees, numbers.Real) and 0.0 < fov_degrees < 180.0):
         raise ValueError(f"field of view must lie strictly between 0 and 180 degrees (a "
                          f"pinhole camera cannot see a half-space), got {fov_degrees!r}")
 
