@@ -7,6 +7,7 @@
     python -m comfyui_hdr.training transform-analysis --vae DIR [--data EXR_FOLDER]
     python -m comfyui_hdr.training embed-prompts --family wan --model DIR --data DIR --output F
     python -m comfyui_hdr.training caption --data DIR --captioner VLM_DIR
+    python -m comfyui_hdr.training render-hdri-clips MAP.exr --output DIR --clips 4
     accelerate launch -m comfyui_hdr.training train-vae ...
 
 ``COMMAND --help`` describes each; a command's module is imported only when it runs.
@@ -29,6 +30,8 @@ COMMANDS = {
                            "compare log curves for a frozen VAE (LumiVid Table 1)"),
     "embed-prompts": ("embed_prompts", "encode prompts with a family's real text encoder(s)"),
     "caption": ("caption", "write DiffHDR's caption.txt with a local vision-language model"),
+    "render-hdri-clips": ("hdri_clips", "render camera pans through equirectangular HDR maps "
+                          "as EXR clips"),
 }
 
 

@@ -21,7 +21,8 @@ target velocity ``noise - x0``, ``t`` logit-normal. Two modes:
   :mod:`.lora_models`; the "HDR Reference (in-context)" node feeds ComfyUI the same.
 
 Models: ``FluxTransformer2DModel``, ``WanTransformer3DModel`` (Wan 2.1) and
-``QwenImageTransformer2DModel`` with their diffusers VAEs. Wan 2.1 is the video model;
+``QwenImageTransformer2DModel`` with their diffusers VAEs. Wan 2.1 is the video model (a
+still trains as ``--still-frames`` identical frames, 9 by default, as LumiVid runs images);
 LTX-Video is not trained here (its ComfyUI IC-LoRAs go through LTX's own guide nodes, but
 the adapter metadata keys ``hdr_transform`` and ``reference_downscale_factor`` are LTX's).
 
@@ -172,7 +173,7 @@ def load_adapter(transformer: torch.nn.Module, folder: str | Path):
 
 
 def _check_options(options: LoraTrainingOptions) -> None:
-    positive = ("scenes", "size", "frames", "rank", "steps", "batch_size",
+    positive = ("scenes", "size", "frames", "still_frames", "rank", "steps", "batch_size",
                 "gradient_accumulation", "checkpoint_every", "eval_every",
                 "reference_downscale_factor")
     for name in positive:
@@ -197,6 +198,9 @@ def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
     if not layout.any_downscale and options.reference_downscale_factor != 1:
         raise ValueError("--reference-downscale-factor must be 1 for Wan: its reference "
                          "frames share the target's rotary grid")
+    if layout.clips and (options.still_frames - 1) % 4:
+        raise ValueError(f"--still-frames {options.still_frames}: {family} clips have 1 + 4k "
+                         "frames; use 9 (LumiVid's) or 1")
     if options.data == "procedural" and options.frames != 1:
         raise ValueError("--frames applies to EXR sequences; procedural scenes are single "
                          "frames (use 1)")

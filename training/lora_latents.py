@@ -17,7 +17,18 @@ from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate
 from .lora_augment import AugmentedClips
 from .lora_models import FAMILY_LAYOUTS, encode_latents
 
-__all__ = ["LoraLatents", "highlight_share", "lora_dataset"]
+__all__ = ["LoraLatents", "highlight_share", "lora_dataset", "still_as_clip"]
+
+
+def still_as_clip(batch: dict, frames: int) -> dict:
+    """A collated batch of stills (``hdr`` ``[B, 1, H, W, 3]``) as ``frames`` identical
+    frames (``hdr`` and ``sdr_reference`` repeated; a camera that does not move), the way
+    LumiVid runs images through its video model (seed 001: Korem et al. 2026,
+    arXiv:2604.11788, images evaluated as 9-frame clips). Other batches pass unchanged."""
+    if batch["hdr"].shape[1] != 1 or frames == 1:
+        return batch
+    return batch | {name: batch[name].repeat(1, frames, 1, 1, 1)
+                    for name in ("hdr", "sdr_reference") if name in batch}
 
 
 def highlight_share(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -> torch.Tensor:
@@ -51,7 +62,10 @@ class LoraLatents:
         self.vae_hash = vae.cache_key() if self.cache else None
 
     def encode(self, batch: dict) -> dict:
-        """Latents of a collated batch: ``target``, and ``reference``/``highlights``."""
+        """Latents of a collated batch: ``target``, and ``reference``/``highlights``; a video
+        family's stills first become ``--still-frames`` clips (:func:`still_as_clip`)."""
+        if self.layout.clips:
+            batch = still_as_clip(batch, self.options.still_frames)
         options, hdr = self.options, batch["hdr"]
         if (hdr.shape[1] - 1) % 4 if self.layout.clips else hdr.shape[1] != 1:
             raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
@@ -84,6 +98,8 @@ class LoraLatents:
         reference = ({"degradation": repr(dataset.degradation),
                       "downscale": options.reference_downscale_factor}
                      if options.mode == "reference" else None)
+        if self.layout.clips and options.frames == 1 and options.still_frames != 1:
+            source["still_frames"] = options.still_frames  # stills repeated as a clip
         key = {"source": source, "crop": dataset.crop, "random_crop": dataset.random_crop,
                "seed": dataset.seed, "index": index, "curve": self.curve.name,
                "curve_parameters": dict(self.curve.parameters), "vae": self.vae_hash,

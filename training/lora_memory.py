@@ -55,6 +55,8 @@ def _lora_parameters(folder: Path, family: str, endings: list[str], rank: int) -
 def _tokens(options, family: str, item_shape: torch.Size, text_tokens: int) -> int:
     """Tokens of one micro-batch through the blocks (module docstring)."""
     frames, height, width = item_shape[0], item_shape[1], item_shape[2]
+    if frames == 1 and FAMILY_LAYOUTS[family].clips:
+        frames = options.still_frames  # a still trains as a clip (lora_latents.still_as_clip)
     side = options.crop or None
     height, width = (side, side) if side else (height, width)
     latent_frames = 1 + (frames - 1) // 4 if FAMILY_LAYOUTS[family].clips else 1

@@ -35,6 +35,9 @@ class LoraTrainingOptions:
     crop: int = _option(0, "square crop side in pixels (0: full frame)")
     centre_crop: bool = _option(False, "crop at the centre instead of at random")
     frames: int = _option(1, "frames per clip (Wan: 1 + 4k)")
+    still_frames: int = _option(9, "video families (Wan): a still (a procedural scene, or "
+                                "an item of --frames 1) trains as this many identical frames "
+                                "(1 + 4k; 9 as LumiVid runs images; 1 keeps one frame)")
     gamut: str = _option("rec709", "gamut of the EXRs' linear RGB")
     nan_frames: str = _option("skip", "frames holding NaN/Inf", choices=("skip", "error"))
     holdout: int = _option(2, "items kept out of training for the held-out loss (the last)")

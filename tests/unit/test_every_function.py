@@ -19,13 +19,14 @@ import torch
 from _contract import assert_unmodified, check_case, snapshot
 from _devices import is_array_function
 from _recipes_colour import RECIPES as COLOUR
+from _recipes_geometry import RECIPES as GEOMETRY
 from _recipes_io import RECIPES as IO
 from _recipes_models import RECIPES as MODELS
 
 import comfyui_hdr.hdr as hdr_package
 import comfyui_hdr.hdr.models as models_package
 
-RECIPES = {**COLOUR, **IO, **MODELS}
+RECIPES = {**COLOUR, **GEOMETRY, **IO, **MODELS}
 
 DATA_TYPES = {
     # Frozen dataclasses and named tuples: values with no computation of their own (their
@@ -45,6 +46,7 @@ DATA_TYPES = {
     "jpeg_markers.FrameHeader", "ultrahdr_container.UltraHDRContainer",
     "exr.UnreadableExrError", "models.tone_field.ToneFieldOutput",
     "models.lumaflux.LumaFluxSwitches", "models.lumaflux_loss.LumaFluxLoss",
+    "camera_path.CameraPath",
 }
 
 # Functions that take no image or tensor (bytes, names, paths, header values; verify_lossy
