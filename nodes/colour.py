@@ -36,6 +36,17 @@ def _curve_settings():
             "tooltip": "mu-law only: compression strength (HDR metrics use 5000, GMODiff 100). "
                        "Input 1.0 maps to code 1.0.",
         }),
+        "gamma": ("FLOAT", {
+            "default": transfer.LOGGAMMA.gamma, "min": 0.1, "max": 10.0, "step": 0.1,
+            "tooltip": "log-gamma only: the curve's exponent (DiffHDR: 2.2).",
+        }),
+        "ceiling": ("FLOAT", {
+            "default": transfer.LOGGAMMA.ceiling, "min": 1.0, "max": 1e6, "step": 1.0,
+            "tooltip": "log-gamma only: M, the scene-linear value that encodes to 1.0: 1000 "
+                       "(DiffHDR's implementation README, about 10 stops over diffuse "
+                       "white) or 65536 (DiffHDR's code, and LoRAs trained before M was a "
+                       "setting). Use the M the LoRA was trained with (its hdr_lora.json).",
+        }),
     }
 
 
