@@ -1,9 +1,15 @@
-"""Log Encode / Log Decode take log-gamma's gamma and M, defaulting to DiffHDR's 2.2 and 1000."""
+"""Log Encode / Log Decode take log-gamma's gamma and M, defaulting to DiffHDR's 2.2 and 1000;
+"Log Decode (LoRA's curve)" reads them from a LoRA's metadata."""
 
 from __future__ import annotations
 
+import json
+
+import folder_paths
 import numpy as np
+import pytest
 import torch
+from safetensors.torch import save_file
 
 from comfyui_hdr.nodes import NODE_CLASS_MAPPINGS as NODES
 
@@ -33,3 +39,45 @@ def test_log_encode_widgets_default_to_m_1000_and_set_m_and_gamma():
     (plain,) = encode.encode(linear, "logc4")
     (with_m,) = encode.encode(linear, "logc4", ceiling=65536.0, gamma=2.4)
     torch.testing.assert_close(plain, with_m, rtol=0.0, atol=0.0)
+
+
+@pytest.fixture
+def loras(tmp_path):
+    """A ComfyUI loras folder with train-lora-style files; ``folder_paths`` restored after."""
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    saved = folder_paths.folder_names_and_paths.get("loras")
+    folder_paths.folder_names_and_paths["loras"] = ([str(folder)], {".safetensors"})
+    yield folder
+    folder_paths.folder_names_and_paths["loras"] = saved
+
+
+def _lora(folder, name: str, metadata: dict) -> str:
+    save_file({"lora": torch.zeros(1)}, str(folder / name), metadata=metadata)
+    return name
+
+
+def test_lora_curve_node_decodes_with_the_m_in_the_loras_metadata(loras):
+    node = NODES["HDRLoraLogDecode"]()
+    codes = torch.linspace(0.0, 1.0, 4 * 4 * 3).reshape(1, 4, 4, 3)
+    mapping = {"format": "comfyui-hdr-lora", "hdr_transform": "loggamma",
+               "curve": {"name": "loggamma", "parameters": {"gamma": 2.2, "ceiling": 1000.0}}}
+    new = _lora(loras, "new.safetensors", {"hdr_transform": "loggamma",
+                                          "hdr_lora": json.dumps(mapping)})
+    image, described = node.decode(codes, new)
+    assert described == "loggamma (gamma 2.2, ceiling 1000)"
+    torch.testing.assert_close(image, NODES["HDRLogDecode"]().decode(
+        codes, "loggamma", ceiling=1000.0)[0], rtol=0.0, atol=0.0)
+    assert float(image.max()) == pytest.approx(1000.0, rel=1e-5)  # code 1.0 = M (float32)
+    # A LoRA from before M was a setting: loggamma with no M decodes with DiffHDR's 65536.
+    for metadata in ({"hdr_transform": "loggamma"},
+                     {"hdr_transform": "loggamma", "hdr_lora": json.dumps(
+                         {"curve": {"name": "loggamma", "parameters": {"gamma": 2.2}}})}):
+        old = _lora(loras, "old.safetensors", metadata)
+        image, described = node.decode(codes, old)
+        assert described == "loggamma (gamma 2.2, ceiling 65536)"
+        assert float(image.max()) == pytest.approx(65536.0, rel=1e-5)
+    plain = _lora(loras, "plain.safetensors", {"format": "pt"})
+    with pytest.raises(ValueError, match=r"lora_name plain.safetensors: .*names no curve.*"
+                                         r"Use Log Decode"):
+        node.decode(codes, plain)
