@@ -5,5 +5,7 @@
   :mod:`.precision` (strict float32: TF32 off) and :mod:`.warm_start` (copying a
   pretrained AutoencoderKL in);
 - :mod:`.widen`: widening a DiT's latent input and prediction 16 -> 32 channels;
-- :mod:`.cfa`: CFA attention maths.
+- :mod:`.cfa`: CFA attention maths;
+- :mod:`.gmodiff`: GMODiff's gain map (Eq. 1, exp2 and its mu-law training form) and its
+  exposure-bracket inputs.
 """
