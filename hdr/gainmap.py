@@ -3,8 +3,8 @@
 A gain map stores, per pixel, the log2 ratio between an alternate rendition (HDR) and a
 base rendition (SDR), so a viewer can rebuild any rendition in between for the headroom
 of its display. The metadata lives in :mod:`.gainmap_metadata`; the Ultra HDR JPEG
-container is not handled here. The GMODiff functions encode the simpler gain image that
-generative models predict (a mu-law coded log2 gain over an LDR base).
+container is not handled here. GMODiff's gain map (its Eq. 1) is in
+:mod:`.models.gmodiff`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from ._array import array_function, to_tensor
 from .gainmap_metadata import GainMapMetadata
 from .gamut import luminance
-from .transfer import mulaw_decode, mulaw_encode
 
 
 @dataclass(frozen=True)
@@ -31,18 +30,6 @@ class _GainMapDefaults:
 
 
 GAIN_MAP = _GainMapDefaults()
-
-
-@dataclass(frozen=True)
-class _GmodiffConstants:
-    """GMODiff (Hu et al., 2025, arXiv:2512.16357): H = (L + alpha) 2 ** (G Qmax) - alpha with
-    alpha = 1/64; mu = 100 for the mu-law coding of G (this project's reading of the paper)."""
-
-    alpha: float = 1 / 64
-    mu: float = 100.0
-
-
-GMODIFF = _GmodiffConstants()
 
 
 class GainMap(NamedTuple):
@@ -278,86 +265,3 @@ def apply_gain_map(sdr_base_linear, gain_map, metadata: GainMapMetadata,
     normalised = gain.clamp(0.0, 1.0).pow(1.0 / gamma)
     log_boost = low + (high - low) * normalised
     return (sdr_base_linear + base_offset) * torch.exp2(log_boost * weight) - alternate_offset
-
-
-@array_function
-def gmodiff_encode_gain(hdr_linear, ldr_linear, q_max: float | None = None, *,
-                        mu: float = GMODIFF.mu, alpha: float = GMODIFF.alpha):
-    """Encode HDR over an LDR base as a GMODiff gain image: mu-law coded log2 gain.
-
-    G = clamp(log2((hdr + alpha) / (ldr + alpha)) / q_max, 0, 1), then the mu-law code
-    log(1 + mu G) / log(1 + mu), which spends more code values on small gains, where a
-    latent diffusion VAE's 8-bit-like precision matters most. Gains below 0 (HDR darker
-    than the base) are clipped, as GMODiff's formulation only brightens.
-
-    Parameters
-    ----------
-    hdr_linear, ldr_linear
-        Linear HDR and its LDR base (same shape, 1.0 = diffuse white); applied per channel.
-    q_max
-        log2 gain at code 1.0; None uses the image's largest gain.
-    mu, alpha
-        mu-law strength and the offset alpha.
-
-    Returns
-    -------
-    ``(gain image in [0, 1], q_max)``.
-
-    References
-    ----------
-    Hu et al., "GMODiff: One-Step Gain Map Refinement with Diffusion Priors for HDR
-    Reconstruction", arXiv:2512.16357 (2025): H = (L + alpha) * 2 ** (G * Qmax)
-    - alpha. The mu-law coding of G is this project's reading of the paper's 8-bit gain map.
-
-    >>> gain, q_max = gmodiff_encode_gain(np.array([0.18, 0.72]), np.array([0.18, 0.18]))
-    >>> gain.round(4).tolist(), round(q_max, 4)
-    ([0.0, 1.0], 1.9109)
-    """
-    ldr = to_tensor(ldr_linear).to(dtype=hdr_linear.dtype, device=hdr_linear.device)
-    if ldr.shape != hdr_linear.shape:
-        raise ValueError(f"ldr_linear has shape {tuple(ldr.shape)} but hdr_linear has "
-                         f"{tuple(hdr_linear.shape)}; resize one to match")
-    if bool((hdr_linear + alpha <= 0).any()) or bool((ldr + alpha <= 0).any()):
-        raise ValueError(f"hdr_linear and ldr_linear must be > -alpha ({-alpha}); clamp "
-                         "negatives first")
-    log_gain = torch.log2((hdr_linear + alpha) / (ldr + alpha))
-    if q_max is None:
-        q_max = float(log_gain.detach().max().clamp_min(torch.finfo(log_gain.dtype).eps))
-    if q_max <= 0:
-        raise ValueError(f"q_max must be > 0 stops, got {q_max}")
-    return mulaw_encode((log_gain / q_max).clamp(0.0, 1.0), mu), q_max
-
-
-@array_function
-def gmodiff_decode_gain(gain, ldr_linear, q_max: float, *, mu: float = GMODIFF.mu,
-                        alpha: float = GMODIFF.alpha):
-    """Rebuild HDR from a GMODiff gain image and its LDR base (inverse of the encoder).
-
-    Parameters
-    ----------
-    gain
-        mu-law coded gain in [0, 1] (e.g. a generative model's output).
-    ldr_linear
-        The linear LDR base, same shape as ``gain``.
-    q_max, mu, alpha
-        As given to :func:`gmodiff_encode_gain`.
-
-    Returns
-    -------
-    Linear HDR: (ldr + alpha) * 2 ** (q_max * G) - alpha.
-
-    References
-    ----------
-    Hu et al., arXiv:2512.16357 (2025).
-
-    >>> gmodiff_decode_gain(np.array([1.0]), np.array([0.18]), 2.0).round(4).tolist()
-    [0.7669]
-    """
-    ldr = to_tensor(ldr_linear).to(dtype=gain.dtype, device=gain.device)
-    if ldr.shape != gain.shape:
-        raise ValueError(f"ldr_linear has shape {tuple(ldr.shape)} but gain has "
-                         f"{tuple(gain.shape)}; resize one to match")
-    if q_max <= 0:
-        raise ValueError(f"q_max must be > 0 stops, got {q_max}")
-    log_gain = mulaw_decode(gain.clamp(0.0, 1.0), mu) * q_max
-    return (ldr + alpha) * torch.exp2(log_gain) - alpha

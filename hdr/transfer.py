@@ -56,6 +56,7 @@ from .transfer_display import (
     srgb_encode,
 )
 from .transfer_learning import (
+    LOGGAMMA,
     PU21,
     loggamma_decode,
     loggamma_encode,
@@ -68,6 +69,7 @@ from .transfer_learning import (
 __all__ = [
     "ACESCCT",
     "CURVES",
+    "LOGGAMMA",
     "Curve",
     "HLG",
     "LOGC3_EXPOSURE_INDICES",
@@ -79,6 +81,8 @@ __all__ = [
     "acescct_decode",
     "acescct_encode",
     "get_curve",
+    "lora_curve",
+    "parse_curve",
     "hlg_decode",
     "hlg_encode",
     "hlg_eotf",
@@ -126,11 +130,33 @@ class Curve:
     reference: str
     parameters: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
+    def with_parameters(self, **values: float) -> Curve:
+        """This curve with some parameters changed; ``linear_min``/``linear_max`` are
+        re-derived (the decode of codes 0 and 1.0) and the label names the changes.
+
+        >>> get_curve("loggamma").with_parameters(ceiling=65536).linear_max
+        65536.0
+        """
+        unknown = sorted(set(values) - set(self.parameters))
+        if unknown:
+            raise ValueError(f"curve {self.name} has no parameter {', '.join(unknown)}; its "
+                             f"parameters are: {', '.join(self.parameters) or 'none'}")
+        changed = {name: type(self.parameters[name])(value) for name, value in values.items()
+                   if value != self.parameters[name]}
+        if not changed:
+            return self
+        parameters = MappingProxyType({**self.parameters, **changed})
+        note = ", ".join(f"{name} {value:g}" for name, value in changed.items())
+        return Curve(name=self.name, label=f"{self.label} ({note})", encode=self.encode,
+                     decode=self.decode, linear_min=float(self.decode(0.0, **parameters)),
+                     linear_max=float(self.decode(1.0, **parameters)),
+                     reference=self.reference, parameters=parameters)
+
 
 _LOGC3_EI800 = logc3_parameters(800)
 _PQ_WHITE = 203.0
 _HLG_PEAK = 1000.0
-_LOGGAMMA = MappingProxyType({"gamma": 2.2, "ceiling": 65536.0})
+_LOGGAMMA = MappingProxyType({"gamma": LOGGAMMA.gamma, "ceiling": LOGGAMMA.ceiling})
 _MU = 5000.0
 
 _CURVE_LIST = (
@@ -170,7 +196,8 @@ _CURVE_LIST = (
         decode=loggamma_decode,
         linear_min=0.0,
         linear_max=_LOGGAMMA["ceiling"],
-        reference="Eyeline Labs DiffHDR (2025), Lin_to_Log",
+        reference="Eyeline Labs DiffHDR (2025), Lin_to_Log; implementation README: "
+                  "gamma 2.2, M 1000 (the code: M 65536)",
         parameters=_LOGGAMMA,
     ),
     Curve(
@@ -235,3 +262,51 @@ def get_curve(name: str) -> Curve:
             f"curve must be one of {', '.join(CURVES)} (got {name!r})"
         ) from None
 
+
+
+def parse_curve(spec: str) -> Curve:
+    """A curve from a command-line spec: a name of :data:`CURVES`, optionally followed by
+    ``:`` and ``parameter=value`` pairs (its :attr:`Curve.parameters`).
+
+    ``loggamma`` is DiffHDR's log-gamma with gamma 2.2 and M 1000 (the implementation
+    README); ``loggamma:ceiling=65536`` is M of DiffHDR's code.
+
+    >>> parse_curve("loggamma:ceiling=65536").parameters["ceiling"]
+    65536.0
+    """
+    name, _, settings = spec.strip().partition(":")
+    curve = get_curve(name.strip())
+    values = {}
+    for pair in filter(None, (item.strip() for item in settings.split(","))):
+        key, equals, value = pair.partition("=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            equals = ""
+        if not equals:
+            raise ValueError(f"curve {spec!r}: {pair!r} is not parameter=number; write e.g. "
+                             "loggamma:gamma=2.2,ceiling=65536") from None
+    return curve.with_parameters(**values)
+
+
+def lora_curve(mapping: Mapping[str, Any]) -> Curve:
+    """The curve a LoRA was trained with, from its ``hdr_lora.json`` (or the same JSON in
+    its safetensors metadata ``hdr_lora``): ``curve.name`` (else ``hdr_transform``) and
+    ``curve.parameters``.
+
+    Backwards compatible: a mapping that names ``loggamma`` without M (``ceiling``) was
+    written when train-lora's log-gamma always used DiffHDR's code value M = 65536, so it
+    decodes with 65536 (not today's default 1000).
+
+    >>> lora_curve({"hdr_transform": "loggamma"}).parameters["ceiling"]
+    65536.0
+    """
+    entry = mapping.get("curve") or {}
+    name = entry.get("name") or mapping.get("hdr_transform")
+    if not name:
+        raise ValueError("the LoRA's hdr_lora mapping names no curve (neither curve.name nor "
+                         "hdr_transform); was it written by train-lora?")
+    parameters = dict(entry.get("parameters") or {})
+    if name == "loggamma" and "ceiling" not in parameters:
+        parameters["ceiling"] = LOGGAMMA.upstream_ceiling
+    return get_curve(name).with_parameters(**parameters)

@@ -22,6 +22,21 @@ def _positive(name: str, value: float, meaning: str) -> None:
         raise ValueError(f"{name} must be positive (got {value!r}); it is {meaning}")
 
 
+@dataclass(frozen=True)
+class _LogGammaConstants:
+    """DiffHDR's log-gamma parameters. gamma = 2.2 and M (``ceiling``) = 1000, about 10
+    stops over SDR white, as the seed's implementation README sets them; the upstream
+    code's ``Lin_to_Log`` uses M = 65536 (``upstream_ceiling``), which LoRAs trained before
+    M was a parameter used and still decode with (:func:`.transfer.lora_curve`)."""
+
+    gamma: float = 2.2
+    ceiling: float = 1000.0
+    upstream_ceiling: float = 65536.0
+
+
+LOGGAMMA = _LogGammaConstants()
+
+
 def _loggamma_encode(x, gamma, scale):
     return _pow(torch.log1p(x.abs() * gamma) / scale, 1 / gamma).copysign(x)
 
@@ -33,15 +48,15 @@ def _loggamma_decode(y, gamma, scale):
 def _loggamma_scale(gamma: float, ceiling: float) -> float:
     """``ln(gamma ceiling + 1)``, after checking both parameters."""
     _positive("gamma", gamma, "the log-gamma curve's exponent, DiffHDR uses 2.2")
-    _positive("ceiling", ceiling, "the scene-linear value that encodes to 1.0, e.g. 65536")
+    _positive("ceiling", ceiling, "M, the scene-linear value that encodes to 1.0, e.g. 1000")
     return math.log1p(gamma * ceiling)
 
 
 @array_function
-def loggamma_encode(x, gamma: float = 2.2, ceiling: float = 65536.0):
+def loggamma_encode(x, gamma: float = LOGGAMMA.gamma, ceiling: float = LOGGAMMA.ceiling):
     """Encode scene-linear with DiffHDR's log-gamma curve.
 
-    ``(ln(gamma x + 1) / ln(gamma ceiling + 1)) ** (1 / gamma)``: 0 stays 0, ``ceiling``
+    ``(ln(gamma x + 1) / ln(gamma M + 1)) ** (1 / gamma)``: 0 stays 0, ``M = ceiling``
     encodes to 1.0. DiffHDR's own code gives NaN for negatives (a fractional power of a
     negative log) and clamps at the ceiling; here negatives mirror (``-encode(-x)``) so
     they round-trip, and values above the ceiling encode above 1.0 instead of clipping.
@@ -53,7 +68,8 @@ def loggamma_encode(x, gamma: float = 2.2, ceiling: float = 65536.0):
     gamma
         Exponent of the curve (DiffHDR: 2.2).
     ceiling
-        Scene-linear value that encodes to 1.0 (DiffHDR: 65536).
+        M, the scene-linear value that encodes to 1.0: 1000 (DiffHDR's implementation
+        README, about 10 stops over SDR white) or 65536 (DiffHDR's code).
 
     Returns
     -------
@@ -61,24 +77,25 @@ def loggamma_encode(x, gamma: float = 2.2, ceiling: float = 65536.0):
 
     References
     ----------
-    Eyeline Labs DiffHDR (2025), ``utils/color_utils.py``, ``Lin_to_Log``.
+    Eyeline Labs DiffHDR (2025), ``utils/color_utils.py``, ``Lin_to_Log``, and its
+    implementation README (gamma = 2.2, M = 1000).
 
-    >>> round(loggamma_encode(1.0), 6)
-    0.347777
+    >>> round(loggamma_encode(1.0), 6), round(loggamma_encode(1.0, ceiling=65536.0), 6)
+    (0.423613, 0.347777)
     """
     return evaluate(_loggamma_encode, x, gamma, _loggamma_scale(gamma, ceiling))
 
 
 @array_function
-def loggamma_decode(y, gamma: float = 2.2, ceiling: float = 65536.0):
+def loggamma_decode(y, gamma: float = LOGGAMMA.gamma, ceiling: float = LOGGAMMA.ceiling):
     """Decode DiffHDR log-gamma code values to scene-linear (mirrored below 0).
 
     References
     ----------
     Eyeline Labs DiffHDR (2025), ``utils/color_utils.py``, ``Log_to_Lin``.
 
-    >>> round(loggamma_decode(0.347777), 4)
-    1.0
+    >>> round(loggamma_decode(0.423613), 4), round(loggamma_decode(0.347777, ceiling=65536.0), 4)
+    (1.0, 1.0)
     """
     return evaluate(_loggamma_decode, y, gamma, _loggamma_scale(gamma, ceiling))
 

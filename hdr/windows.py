@@ -1,14 +1,54 @@
 """Overlapping temporal windows for long clips, blended linearly where they overlap.
 
-DiffHDR samples long videos in windows of 33 frames with a stride of 16 and blends the
+DiffHDR samples long videos in windows of 33 frames overlapping by 8 and blends the
 overlaps in latent space. For a video VAE with temporal compression ``c`` (Wan: 4), a
 window of ``f`` pixel frames is ``(f - 1) // c + 1`` latent frames and a stride of ``s``
-pixel frames is ``s // c`` latent frames.
+pixel frames is ``s // c`` latent frames. Each latent frame after the first holds ``c``
+pixel frames, so an overlap of ``o`` pixel frames is ``ceil(o / c)`` shared latent frames
+(:func:`stride_for_overlap`): 33 frames overlapping by 8 are 9 latent frames every 7, a
+stride of 28 pixel frames (frames 25-32 of one window are frames 1-8 of the next).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class _DiffHDRWindows:
+    """DiffHDR's long-video windows: 33 pixel frames, consecutive windows sharing 8; Wan's
+    VAE compresses time by 4 (1 + 4k pixel frames per clip)."""
+
+    frames: int = 33
+    overlap: int = 8
+    compression: int = 4
+
+
+DIFFHDR_WINDOWS = _DiffHDRWindows()
+
+
+def stride_for_overlap(window_frames: int, overlap_frames: int,
+                       compression: int = DIFFHDR_WINDOWS.compression) -> int:
+    """Pixel-frame stride of windows of ``window_frames`` that share ``overlap_frames``.
+
+    Windows start on latent frames, so the stride is a multiple of ``compression``: the
+    overlap is rounded up to whole latent frames of ``compression`` pixel frames each.
+
+    >>> stride_for_overlap(33, 8)
+    28
+    """
+    if window_frames < 1 or (window_frames - 1) % compression:
+        raise ValueError(f"window_frames ({window_frames}) must be 1 + {compression}k pixel "
+                         f"frames (Wan: 5, 9, ..., 33)")
+    latent_window = (window_frames - 1) // compression + 1
+    shared = math.ceil(overlap_frames / compression)
+    if not 0 <= shared < latent_window:
+        raise ValueError(f"overlap_frames ({overlap_frames}) must be at least 0 and shorter "
+                         f"than the window ({window_frames} frames)")
+    return (latent_window - shared) * compression
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:

@@ -8,13 +8,15 @@ import torch
 
 from ..hdr import masks as exposure
 from ..hdr.masks import DIFFHDR_MASKS, ExposureMasks
+from ..hdr.models.cfa import ALPHA_RANGE
 from ..hdr.prompts import parse_exposure_prompt
-from ..hdr.windows import blend_weights, window_starts
+from ..hdr.windows import DIFFHDR_WINDOWS, blend_weights, stride_for_overlap, window_starts
 from ._cfa_patch import SUPPORTED_MODELS, WAN_TEMPORAL_COMPRESSION, apply_cfa_patch
 from ._common import require_image
 
 CATEGORY_CFA = "HDR/sampling"
 EXPOSURE_MASKS = "EXPOSURE_MASKS"
+_DIFFHDR_STRIDE = stride_for_overlap(DIFFHDR_WINDOWS.frames, DIFFHDR_WINDOWS.overlap)
 
 
 class HDRExposureMasks:
@@ -53,9 +55,10 @@ class HDRExposureMasks:
 
 
 def _strength(name: str):
-    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": (
+    low, high = ALPHA_RANGE
+    return ("FLOAT", {"default": 1.0, "min": low, "max": high, "step": 0.05, "tooltip": (
         f"How strongly the {name} prompt replaces the base prompt inside its mask (0 off, 1 "
-        "replace, up to 2 to exaggerate).")})
+        f"replace, up to {high:g} to exaggerate; DiffHDR tests 1, 3 and 5).")})
 
 
 def _check_masks(masks) -> ExposureMasks:
@@ -166,12 +169,17 @@ class HDRCFASampler:
                                       "tooltip": "How much of the input latent is re-noised."}),
                 "alpha_over": _strength("over-exposed"),
                 "alpha_under": _strength("under-exposed"),
-                "window_frames": ("INT", {"default": 0, "min": 0, "max": 1025, "step": 1,
-                                          "tooltip": "Pixel frames per window for long video "
-                                                     "(33 in DiffHDR); 0 = the whole clip."}),
-                "window_stride": ("INT", {"default": 16, "min": 4, "max": 1024, "step": 4,
-                                          "tooltip": "Pixel frames between window starts "
-                                                     "(16 in DiffHDR)."}),
+                "window_frames": ("INT", {
+                    "default": DIFFHDR_WINDOWS.frames, "min": 0, "max": 1025, "step": 1,
+                    "tooltip": "Pixel frames per window for long video (33 in DiffHDR); 0 = "
+                               "the whole clip in one pass. A clip no longer than a window "
+                               "is sampled in one pass either way."}),
+                "window_stride": ("INT", {
+                    "default": _DIFFHDR_STRIDE, "min": 4, "max": 1024, "step": 4,
+                    "tooltip": "Pixel frames between window starts, a multiple of 4 (Wan's "
+                               "latent frames). 28 = DiffHDR's 33-frame windows overlapping "
+                               "by 8 frames (2 latent frames); window_frames - stride + 1 "
+                               "frames are shared in general."}),
             },
             "optional": {
                 "over": ("CONDITIONING", {"tooltip": "Prompt for the blown-out regions."}),

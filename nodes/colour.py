@@ -1,10 +1,13 @@
-"""Colour nodes: "Log Encode", "Log Decode" and "Convert Gamut".
+"""Colour nodes: "Log Encode", "Log Decode", "Log Decode (LoRA's curve)" and "Convert Gamut".
 
 The curve menu is :data:`hdr.transfer.CURVES`; each curve reads only the settings it has
-(the tooltips say which), so one node covers every encoding.
+(the tooltips say which), so one node covers every encoding. "Log Decode (LoRA's curve)"
+reads the curve and its parameters (log-gamma's M) from a train-lora LoRA's metadata.
 """
 
 from __future__ import annotations
+
+import json
 
 from ..hdr import gamut, transfer
 from ._common import CATEGORY_COLOUR, join_alpha, require_image, split_alpha
@@ -35,6 +38,17 @@ def _curve_settings():
             "default": 5000.0, "min": 1.0, "max": 1e6, "step": 1.0,
             "tooltip": "mu-law only: compression strength (HDR metrics use 5000, GMODiff 100). "
                        "Input 1.0 maps to code 1.0.",
+        }),
+        "gamma": ("FLOAT", {
+            "default": transfer.LOGGAMMA.gamma, "min": 0.1, "max": 10.0, "step": 0.1,
+            "tooltip": "log-gamma only: the curve's exponent (DiffHDR: 2.2).",
+        }),
+        "ceiling": ("FLOAT", {
+            "default": transfer.LOGGAMMA.ceiling, "min": 1.0, "max": 1e6, "step": 1.0,
+            "tooltip": "log-gamma only: M, the scene-linear value that encodes to 1.0: 1000 "
+                       "(DiffHDR's implementation README, about 10 stops over diffuse "
+                       "white) or 65536 (DiffHDR's code, and LoRAs trained before M was a "
+                       "setting). Use the M the LoRA was trained with (its hdr_lora.json).",
         }),
     }
 
@@ -92,6 +106,47 @@ class HDRLogDecode:
         return _curve_call("decode", image, curve, "Log Decode", settings)
 
 
+class HDRLoraLogDecode:
+    CATEGORY = CATEGORY_COLOUR
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("image", "curve")
+    FUNCTION = "decode"
+    DESCRIPTION = ("Log Decode with the curve a train-lora LoRA was trained with, read from "
+                   "the LoRA file's hdr_lora metadata (curve and parameters, e.g. log-gamma's "
+                   "M), so decoding matches training. LoRAs from before M was a setting "
+                   "decode log-gamma with M = 65536, as they were trained.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+
+        return {"required": {
+            "image": ("IMAGE", {"tooltip": "Code values from VAE Decode (unclamped)."}),
+            "lora_name": (folder_paths.get_filename_list("loras"), {
+                "tooltip": "The LoRA the image was sampled with (comfyui_lora.safetensors "
+                           "from train-lora, in models/loras)."}),
+        }}
+
+    def decode(self, image, lora_name):
+        import folder_paths
+        from safetensors import safe_open
+
+        path = folder_paths.get_full_path_or_raise("loras", lora_name)
+        with safe_open(path, framework="pt") as stored:
+            metadata = stored.metadata() or {}
+        mapping = (json.loads(metadata["hdr_lora"]) if "hdr_lora" in metadata
+                   else {"hdr_transform": metadata.get("hdr_transform")})
+        try:
+            curve = transfer.lora_curve(mapping)
+        except ValueError as error:
+            raise ValueError(f"Log Decode (LoRA's curve): lora_name {lora_name}: {error} Use "
+                             "Log Decode with the curve it was trained with") from None
+        rgb, alpha = split_alpha(require_image(image, "image", "Log Decode (LoRA's curve)"))
+        settings = ", ".join(f"{name} {value:g}" for name, value in curve.parameters.items())
+        return (join_alpha(curve.decode(rgb, **curve.parameters), alpha),
+                f"{curve.name} ({settings})" if settings else curve.name)
+
+
 class HDRConvertGamut:
     CATEGORY = CATEGORY_COLOUR
     RETURN_TYPES = ("IMAGE",)
@@ -122,10 +177,12 @@ class HDRConvertGamut:
 NODE_CLASS_MAPPINGS = {
     "HDRLogEncode": HDRLogEncode,
     "HDRLogDecode": HDRLogDecode,
+    "HDRLoraLogDecode": HDRLoraLogDecode,
     "HDRConvertGamut": HDRConvertGamut,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "HDRLogEncode": "Log Encode (scene-linear to code values)",
     "HDRLogDecode": "Log Decode (to scene-linear)",
+    "HDRLoraLogDecode": "Log Decode (LoRA's curve)",
     "HDRConvertGamut": "Convert Gamut",
 }

@@ -15,6 +15,7 @@ SEARCH_ALIASES = {
                      "log curve", "linear to log"],
     "HDRLogDecode": ["logc", "logc3", "logc4", "arri", "acescct", "pq", "hlg", "log to linear",
                      "linearize"],
+    "HDRLoraLogDecode": ["lora curve", "log gamma", "diffhdr", "hdr_lora", "log to linear"],
     "HDRConvertGamut": ["color space", "colour space", "rec2020", "p3", "aces", "awg",
                         "primaries", "matrix"],
     "HDROCIODisplayPreview": ["opencolorio", "view transform", "display", "aces 2.0", "lut"],

@@ -32,7 +32,9 @@ the base model's text encoder once per caption. LoRA targets are discovered at r
 every attention projection of both streams, the image-conditioning branch excluded.
 Checkpoints and the final folder hold peft's ``adapter_model.safetensors`` (metadata
 ``hdr_transform`` and ``reference_downscale_factor``, read by LTX's HDR pipeline) and
-``adapter_config.json``, the colour mapping ``hdr_lora.json`` and the ComfyUI export
+``adapter_config.json``, the colour mapping ``hdr_lora.json`` (the curve with its parameters:
+``--curve loggamma`` is DiffHDR's log-gamma with gamma 2.2 and M 1000, ``--curve
+loggamma:ceiling=65536`` DiffHDR code's M) and the ComfyUI export
 ``comfyui_lora.safetensors`` (:mod:`.lora_export`).
 
 Memory: ``--weight-dtype`` (frozen base in fp32, bf16, fp16 or weight-only fp8; bf16 by
@@ -57,7 +59,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.transfer import Curve, get_curve
+from ..hdr.transfer import Curve, parse_curve
 from .common import (
     LossLog,
     StepBatchSampler,
@@ -173,6 +175,10 @@ def load_adapter(transformer: torch.nn.Module, folder: str | Path):
 
 
 def _check_options(options: LoraTrainingOptions) -> None:
+    try:
+        parse_curve(options.curve)
+    except ValueError as error:
+        raise ValueError(f"--curve {options.curve}: {error}") from None
     positive = ("scenes", "size", "frames", "still_frames", "rank", "steps", "batch_size",
                 "gradient_accumulation", "checkpoint_every", "eval_every",
                 "reference_downscale_factor")
@@ -228,7 +234,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     transformer = load_model(options.model, "transformer", "--model",
                              storage_dtype(weight_dtype))
     family = model_family(transformer)
-    curve = get_curve(options.curve)
+    curve = parse_curve(options.curve)
     _check_inputs(options, transformer, family, embeddings)
     targets = discover_targets(transformer, family, options.targets.split(","))
     lora = prepare_lora_model(transformer, targets, options, weight_dtype, accelerator.device)

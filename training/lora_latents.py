@@ -71,7 +71,8 @@ class LoraLatents:
             raise ValueError(f"--frames {hdr.shape[1]}: Wan clips have 1 + 4k frames, Flux "
                              "and Qwen-Image (image models) 1")
         vae = self.vae.model.to(self.device)
-        latents = {"target": encode_latents(vae, self.curve.encode(hdr), self.video).cpu()}
+        codes = self.curve.encode(hdr, **self.curve.parameters)
+        latents = {"target": encode_latents(vae, codes, self.video).cpu()}
         if options.mode == "reference":
             sdr = downscale_reference(batch["sdr_reference"], options.reference_downscale_factor)
             latents["reference"] = encode_latents(vae, sdr, self.video).cpu()

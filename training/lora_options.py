@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 
-from ..hdr.transfer import CURVES
+from ..hdr.transfer import CURVES, LOGGAMMA
 from .lora_models import DEFAULT_TARGETS
 from .memory import OPTIMIZERS, WEIGHT_DTYPES
 
@@ -50,7 +50,12 @@ class LoraTrainingOptions:
     reference_downscale_factor: int = _option(1, "reference mode: SDR reference downscale")
     degradations: str = _option("default", "SDR reference degradations",
                                 choices=("default", "clean"))
-    curve: str = _option("logc4", "log curve of the targets", choices=tuple(CURVES))
+    curve: str = _option("logc4", f"log curve of the targets: one of {', '.join(CURVES)}, "
+                         "optionally with its parameters after a colon, e.g. "
+                         "loggamma:gamma=2.2,ceiling=65536 (log-gamma's M is 'ceiling': "
+                         f"{LOGGAMMA.ceiling:g} by default as in DiffHDR's implementation "
+                         f"README, {LOGGAMMA.upstream_ceiling:g} in DiffHDR's code); "
+                         "hdr_lora.json records the parameters")
     rank: int = _option(16, "LoRA rank")
     alpha: float = _option(0.0, "LoRA alpha (0: equal to the rank, scale 1)")
     targets: str = _option(",".join(DEFAULT_TARGETS), "comma-separated layer-name endings "

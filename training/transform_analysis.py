@@ -58,7 +58,7 @@ from ..hdr.degrade import DegradationConfig, degrade_pair
 from ..hdr.gamut import luminance
 from ..hdr.metrics import pu21_psnr
 from ..hdr.scenes import hdr_scenes
-from ..hdr.transfer import get_curve
+from ..hdr.transfer import parse_curve
 from .data import HDR_IMAGE_SUFFIXES, read_hdr_image
 from .lora_models import decode_latents, encode_latents, load_model
 
@@ -213,7 +213,9 @@ def analyze_transforms(vae, hdr: torch.Tensor, sdr: torch.Tensor,
     sdr
         SDR display code values ``[M, H', W', 3]`` in [0, 1] (sRGB-encoded images).
     curves
-        Names in :data:`~comfyui_hdr.hdr.transfer.CURVES`, in table order.
+        Names in :data:`~comfyui_hdr.hdr.transfer.CURVES`, each optionally with its
+        parameters (:func:`~comfyui_hdr.hdr.transfer.parse_curve`, e.g.
+        ``loggamma:ceiling=65536``), in table order; a row is named by its spec.
     bins, batch_size
         Histogram bins over [0, 1] (or a latent channel's range); images per VAE call.
 
@@ -225,7 +227,7 @@ def analyze_transforms(vae, hdr: torch.Tensor, sdr: torch.Tensor,
     ----------
     Korem et al. (2026), LumiVid, arXiv:2604.11788, Table 1 (see the module docstring).
     """
-    resolved = [get_curve(name) for name in curves]
+    resolved = [(spec, parse_curve(spec)) for spec in curves]
     if not resolved:
         raise ValueError("curves is empty; name at least one of the curves, e.g. logc3")
     if bins < 1 or batch_size < 1:
@@ -236,14 +238,14 @@ def analyze_transforms(vae, hdr: torch.Tensor, sdr: torch.Tensor,
     hdr, sdr = hdr.to(torch.float32), sdr.to(torch.float32)
     sdr_latents = _latents(vae, sdr, video, batch_size)
     rows = []
-    for curve in resolved:
+    for spec, curve in resolved:
         codes = curve.encode(hdr, **curve.parameters)
         latents = _latents(vae, codes, video, batch_size)
         decoded = _roundtrip(vae, latents, video, batch_size, tuple(hdr.shape[1:]))
         linear = curve.decode(decoded.to(torch.float64), **curve.parameters)
         linear = torch.nan_to_num(linear, nan=math.nan)  # +-Inf -> +-max: PU21 clips anyway
         rows.append(TransformRow(
-            curve=curve.name, label=curve.label, pixel_kl=pixel_kl(codes, sdr, bins),
+            curve=spec.strip(), label=curve.label, pixel_kl=pixel_kl(codes, sdr, bins),
             latent_kl=latent_kl(latents, sdr_latents, bins),
             roundtrip_pu21_psnr=pu21_psnr(linear, hdr, nits_at_1=ANALYSIS.nits_at_1,
                                           peak_nits=ANALYSIS.peak_nits),
@@ -350,7 +352,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sdr", default="", help="folder of SDR PNG/JPEG images (8-bit "
                         "sRGB); default: the HDR set tone mapped as the training does")
     parser.add_argument("--curves", default=",".join(DEFAULT_CURVES),
-                        help=f"comma-separated curve names (default {','.join(DEFAULT_CURVES)})")
+                        help="comma-separated curve names, each optionally with parameters "
+                        "after a colon, ';' between a curve's parameters, e.g. "
+                        "loggamma,loggamma:ceiling=65536 (log-gamma's M: 1000 by default, "
+                        f"65536 in DiffHDR's code) (default {','.join(DEFAULT_CURVES)})")
     parser.add_argument("--bins", type=int, default=256, help="histogram bins (default 256)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per VAE call "
                         "(default 4)")
@@ -363,9 +368,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _run(arguments: argparse.Namespace) -> list[TransformRow]:
     if arguments.scenes < 1 or arguments.size < 1:
         raise ValueError("--scenes and --size must be at least 1")
-    curves = [name.strip() for name in arguments.curves.split(",") if name.strip()]
-    for name in curves:
-        get_curve(name)
+    curves = [spec.strip().replace(";", ",") for spec in arguments.curves.split(",")
+              if spec.strip()]
+    for spec in curves:
+        parse_curve(spec)
     vae = load_model(arguments.vae, "vae", "--vae")
     if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
         raise ValueError(f"--vae {arguments.vae} holds a {type(vae).__name__}, not a VAE; "

@@ -10,4 +10,6 @@
   splines), :mod:`.tone_field` (the per-pixel RQS head in BT.2020 Y'CbCr),
   :mod:`.lumaflux_parts` (PGA, PCM, TLAM, coupler, SigLIP), :mod:`.lumaflux` (their hooks
   on a diffusers ``FluxTransformer2DModel``) and :mod:`.lumaflux_loss` (the poster's loss).
+- :mod:`.gmodiff`: GMODiff's gain map (Eq. 1, exp2 and its mu-law training form) and its
+  exposure-bracket inputs.
 """

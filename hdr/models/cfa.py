@@ -26,9 +26,10 @@ from .._array import half_in_float32
 
 __all__ = ["ALPHA_RANGE", "cfa_combine", "check_alpha", "masks_to_token_grid"]
 
-ALPHA_RANGE = (0.0, 2.0)
+ALPHA_RANGE = (0.0, 5.0)
 """Allowed region strengths: 0 turns a region's prompt off, 1 replaces the base prompt
-there, up to 2 pushes past it (DiffHDR learns the gates from 0; 2 bounds the overshoot)."""
+there, above 1 pushes past it; DiffHDR's paper tests strengths 1, 3 and 5, so 5 bounds the
+overshoot."""
 
 
 def check_alpha(alpha: float, name: str) -> float:

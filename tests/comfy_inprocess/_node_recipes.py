@@ -135,6 +135,8 @@ def recipes(env) -> dict:
                                          half_args=("image",)),
         "HDRLogDecode": lambda d: expect(call(_every_curve("decode"), image=codes(d)),
                                          half_args=("image",)),
+        "HDRLoraLogDecode": lambda d: node_call("HDRLoraLogDecode", image=codes(d),
+                                                lora_name="loggamma.safetensors"),
         "HDRConvertGamut": lambda d: node_call("HDRConvertGamut", image=scene(d),
                                                source="rec709", target="awg4"),
         "HDROCIODisplayPreview": lambda d: node_call("HDROCIODisplayPreview", image=scene(d)),

@@ -167,6 +167,24 @@ def test_wan_routes_each_prompt_to_its_own_region_only(wan, wan_prompts, wan_run
     assert moved_inside > 0.05
 
 
+@pytest.mark.parametrize("alpha", [3.0, 5.0])
+def test_wan_strengths_up_to_5_leave_tokens_outside_the_masks_untouched(wan, wan_prompts,
+                                                                        wan_runs, alpha):
+    # DiffHDR's paper tests strengths 1, 3 and 5.
+    masks = _masks(WAN_FRAMES, LEFT_HALF, BOTTOM_RIGHT)
+    routed = _wan_cfa(wan, wan_prompts, masks, alpha, alpha)
+    assert torch.isfinite(routed).all()
+    outside = routed[..., :4, 4:]  # top-right latent quadrant: in neither mask
+    assert torch.equal(outside, wan_runs["base"][..., :4, 4:])
+    # Inside, the strength pushes past the region's prompt: further from it than strength 1.
+    at_1 = _wan_cfa(wan, wan_prompts, masks)
+    for region, prompt in ((LEFT_HALF, "over"), (BOTTOM_RIGHT, "under")):
+        pushed = (_latent_region(routed, region) - _latent_region(wan_runs[prompt], region))
+        assert pushed.abs().mean() > 0.05
+        assert (_latent_region(routed, region) - _latent_region(at_1, region)).abs().mean() \
+            > 0.05
+
+
 def test_wan_overlapping_masks_split_the_token_between_both_prompts(wan, wan_prompts):
     overlapping = _wan_cfa(wan, wan_prompts, _masks(WAN_FRAMES, EVERYWHERE, EVERYWHERE))
     # Each mask is divided by max(m_over + m_under, 1) = 2: the same as two half masks.
@@ -233,7 +251,7 @@ def test_wan_masks_of_another_clip_length_fail_naming_both_shapes(wan, wan_promp
 def test_bad_patch_inputs_raise_value_errors_naming_the_input(wan, wan_prompts):
     masks = _masks(WAN_FRAMES, LEFT_HALF)
     with pytest.raises(ValueError, match="alpha_over must be in"):
-        apply_cfa_patch(wan, wan_prompts["over"], None, masks, 2.5, 0.0)
+        apply_cfa_patch(wan, wan_prompts["over"], None, masks, 5.5, 0.0)
     with pytest.raises(ValueError, match="alpha_under must be in"):
         apply_cfa_patch(wan, wan_prompts["over"], None, masks, 1.0, -0.1)
     with pytest.raises(ValueError, match="over_cond has 768-wide text tokens"):

@@ -10,6 +10,7 @@ Qwen-Image DiT). The HDR VAE nodes also show it lives under ComfyUI's model mana
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import comfy.model_management
@@ -20,7 +21,7 @@ import pytest
 import torch
 from _contract import check_case
 from _node_recipes import recipes
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from comfyui_hdr.harness.example_inputs import write_example_inputs
 from comfyui_hdr.harness.tiny_models import write_tiny_hdr_set, write_tiny_wan_set
@@ -30,7 +31,7 @@ from comfyui_hdr.nodes.cfa import HDRExposureMasks
 from comfyui_hdr.nodes.hdr_vae_nodes import HDRLoadVAE
 from comfyui_hdr.nodes.sampling_io import HDRLoadPromptEmbeddings
 
-MODEL_FOLDERS = ("diffusion_models", "vae", "vae_hdr", "prompt_embeddings")
+MODEL_FOLDERS = ("diffusion_models", "vae", "vae_hdr", "prompt_embeddings", "loras")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,10 @@ def env(tmp_path_factory):
     np.save(folders["input"] / "plate.npy", np.linspace(0, 8, 2 * 8 * 8 * 3, dtype=np.float32)
             .reshape(2, 8, 8, 3))
     wan, hdr = write_tiny_wan_set(folders["models"]), write_tiny_hdr_set(folders["models"])
+    (folders["models"] / "loras").mkdir()
+    save_file({"lora": torch.zeros(1)}, str(folders["models"] / "loras" / "loggamma.safetensors"),
+              metadata={"hdr_transform": "loggamma", "hdr_lora": json.dumps(
+                  {"curve": {"name": "loggamma", "parameters": {"ceiling": 1000.0}}})})
     models = folders["models"]
     wan_vae = comfy.sd.VAE(sd=load_file(str(models / "vae" / wan["vae"])))
     wan_model = comfy.sd.load_diffusion_model(str(models / "diffusion_models" / wan["model"]))

@@ -158,10 +158,6 @@ RECIPES = {
         call(gainmap.gain_map_weight, _METADATA, 1.5), half="none"),
     "gainmap.apply_gain_map": lambda d, t: call(
         gainmap.apply_gain_map, codes(d), codes(d, (2, 8, 8, 1), seed=7), _METADATA, 2.0),
-    "gainmap.gmodiff_encode_gain": lambda d, t: call(
-        gainmap.gmodiff_encode_gain, scene(d), scene(d, low=-6, high=0, seed=2)),
-    "gainmap.gmodiff_decode_gain": lambda d, t: call(
-        gainmap.gmodiff_decode_gain, codes(d), codes(d, seed=8), 4.0),
     # exposure masks of an sRGB clip
     "masks.soft_exposure_masks": lambda d, t: expect(
         call(masks.soft_exposure_masks, codes(d, (3, 16, 16, 3))), dtype="float32"),

@@ -19,6 +19,7 @@ from transformers import SiglipVisionConfig, SiglipVisionModel
 from comfyui_hdr.hdr.models import (
     cfa,
     checkpoint_dir,
+    gmodiff,
     hdr_vae,
     lumaflux,
     lumaflux_loss,
@@ -133,6 +134,18 @@ RECIPES = {
     "models.cfa.cfa_combine": lambda d, t: call(cfa.cfa_combine, *_cfa_inputs(d)),
     "models.cfa.masks_to_token_grid": lambda d, t: call(
         cfa.masks_to_token_grid, codes(d, (5, 32, 32)), (1, 16, 2, 4, 4), (1, 2, 2)),
+    "models.gmodiff.gmodiff_inverse_mulaw": lambda d, t: call(
+        gmodiff.gmodiff_inverse_mulaw, codes(d) * 2),
+    "models.gmodiff.gmodiff_mulaw": lambda d, t: call(gmodiff.gmodiff_mulaw, scene(d)),
+    "models.gmodiff.gmodiff_q_max": lambda d, t: call(
+        gmodiff.gmodiff_q_max, scene(d, low=-2, high=6), codes(d, seed=2)),
+    "models.gmodiff.gmodiff_encode": lambda d, t: call(
+        gmodiff.gmodiff_encode, scene(d, low=-2, high=6), codes(d, seed=2), form="exp2"),
+    "models.gmodiff.gmodiff_decode": lambda d, t: call(
+        gmodiff.gmodiff_decode, codes(d), codes(d, seed=8), 4.0),
+    "models.gmodiff.gmodiff_bracket_inputs": lambda d, t: call(
+        gmodiff.gmodiff_bracket_inputs, [codes(d, (8, 8, 3)), codes(d, (8, 8, 3), seed=3)],
+        [0.0, 2.0]),
     "models.checkpoint_dir.check_safetensors_dir": lambda d, t: expect(
         call(checkpoint_dir.check_safetensors_dir, _saved_vae(t / "vae")), half="none"),
     "models.hdr_vae.SceneLinearNormalisation": lambda d, t: expect(

@@ -68,10 +68,11 @@ def test_bad_blend_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="m_under is missing"):
         cfa.cfa_combine(base, None, under, None, None, 0.0, 1.0)
     with pytest.raises(ValueError, match="alpha_over must be in"):
-        cfa.cfa_combine(base, over, None, torch.ones(2, 12), None, 2.01, 0.0)
+        cfa.cfa_combine(base, over, None, torch.ones(2, 12), None, 5.01, 0.0)
     with pytest.raises(ValueError, match="alpha_under must be in"):
         cfa.check_alpha(-0.5, "alpha_under")
-    assert cfa.check_alpha(2, "alpha_over") == 2.0
+    # DiffHDR's paper tests strengths 1, 3 and 5.
+    assert [cfa.check_alpha(alpha, "alpha_over") for alpha in (1, 3, 5)] == [1.0, 3.0, 5.0]
 
 
 def diffhdr_token_gate(mask_video: torch.Tensor) -> torch.Tensor:

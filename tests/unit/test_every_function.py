@@ -59,6 +59,8 @@ NO_ARRAY_INPUT = {
     "exr_checks.valid_name", "exr_checks.verify_lossy",
     "exr_sequence.match_sequence", "gamut.match_chromaticities", "jpeg_markers.frame_header",
     "radiance.decode_hdr", "ultrahdr_container.icc_gamut", "ultrahdr_container.read_container",
+    "transfer.parse_curve", "transfer.lora_curve",  # a spec string, a JSON mapping
+    "windows.stride_for_overlap",  # frame counts
     "transfer_fused.mode", "transfer_fused.failure",  # settings: an env variable, a device name
 }
 

@@ -522,3 +522,50 @@ def test_a_checkpoint_older_than_an_option_resumes_at_its_default(uninterrupted,
     (checkpoint / "trainer_state.json").write_text(json.dumps(state))
     assert run(arguments(models, "flux", tmp_path, "--steps", str(HALF + 1), "--resume",
                          "latest"))[0] == 0
+
+
+def test_log_gamma_m_is_a_curve_parameter_from_the_cli_to_hdr_lora_json(models, tmp_path,
+                                                                        monkeypatch):
+    import comfyui_hdr.training.lora_latents as lora_latents
+    from comfyui_hdr.hdr.transfer import lora_curve
+    from comfyui_hdr.hdr.transfer_learning import loggamma_encode
+
+    seen = []
+    original_encode, original_latents = lora_latents.LoraLatents.encode, lora_latents.encode_latents
+
+    def encode(self, batch):
+        seen.append({"hdr": batch["hdr"]})
+        return original_encode(self, batch)
+
+    def encode_latents(vae, codes, video):
+        seen[-1].setdefault("codes", codes)
+        return original_latents(vae, codes, video)
+
+    monkeypatch.setattr(lora_latents.LoraLatents, "encode", encode)
+    monkeypatch.setattr(lora_latents, "encode_latents", encode_latents)
+    code, _ = run(arguments(models, "flux", tmp_path, "--steps", "1", "--scenes", "4",
+                            "--curve", "loggamma:ceiling=65536"))
+    assert code == 0
+    # The targets are log-gamma with M = 65536 (float32: the same call, bit for bit).
+    torch.testing.assert_close(seen[0]["codes"], loggamma_encode(seen[0]["hdr"],
+                                                                 ceiling=65536.0),
+                               rtol=0.0, atol=0.0)
+    mapping = json.loads((tmp_path / "hdr_lora.json").read_text())
+    assert mapping["curve"]["name"] == mapping["hdr_transform"] == "loggamma"
+    assert mapping["curve"]["parameters"] == {"gamma": 2.2, "ceiling": 65536.0}
+    assert mapping["curve"]["linear_max"] == pytest.approx(65536.0, rel=1e-12)
+    with safe_open(str(tmp_path / "comfyui_lora.safetensors"), framework="pt") as stored:
+        embedded = json.loads(stored.metadata()["hdr_lora"])
+    assert lora_curve(embedded).parameters["ceiling"] == 65536.0
+    code, _ = run(arguments(models, "flux", tmp_path / "default", "--steps", "1",
+                            "--scenes", "4", "--curve", "loggamma"))
+    assert code == 0
+    mapping = json.loads((tmp_path / "default" / "hdr_lora.json").read_text())
+    assert mapping["curve"]["parameters"] == {"gamma": 2.2, "ceiling": 1000.0}
+
+
+def test_a_curve_spec_that_is_not_parameter_equals_number_exits_2(models, tmp_path, capsys):
+    code, _ = run(arguments(models, "flux", tmp_path, "--steps", "1",
+                            "--curve", "loggamma:ceiling"))
+    assert code == 2
+    assert "--curve loggamma:ceiling: curve 'loggamma:ceiling'" in capsys.readouterr().err

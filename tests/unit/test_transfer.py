@@ -171,14 +171,48 @@ def test_srgb_matches_colour_science_where_the_negative_extensions_agree(tf):
     _relative_or_absolute(tf.srgb_decode(codes), cm.eotf_sRGB(codes))
 
 
+def diffhdr_lin_to_log(linear, gamma, m):
+    """DiffHDR's Lin_to_Log in float64: (ln(gamma x + 1) / ln(gamma M + 1)) ** (1 / gamma)."""
+    return (np.log(gamma * linear + 1) / np.log(gamma * m + 1)) ** (1 / gamma)
+
+
+def diffhdr_log_to_lin(codes, gamma, m):
+    """DiffHDR's Log_to_Lin: (exp(y^gamma ln(gamma M + 1)) - 1) / gamma."""
+    return (np.exp(codes**gamma * np.log(gamma * m + 1)) - 1) / gamma
+
+
 def test_loggamma_matches_diffhdr_formula_from_1e_4_to_65536(tf):
-    # DiffHDR's Lin_to_Log / Log_to_Lin, written out in float64 (no colour-science oracle).
+    # No colour-science oracle: DiffHDR's formula, transcribed above, with the upstream
+    # code's M = 65536.
     linear = SWEEP * 6.5536
-    reference = (np.log(2.2 * linear + 1) / np.log(2.2 * 65536 + 1)) ** (1 / 2.2)
-    _relative_or_absolute(tf.loggamma_encode(linear), reference)
+    _relative_or_absolute(tf.loggamma_encode(linear, ceiling=65536.0),
+                          diffhdr_lin_to_log(linear, 2.2, 65536))
     codes = np.linspace(0, 1, 1001)
-    reference = (np.exp(codes**2.2 * np.log(2.2 * 65536 + 1)) - 1) / 2.2
-    _relative_or_absolute(tf.loggamma_decode(codes), reference)
+    _relative_or_absolute(tf.loggamma_decode(codes, ceiling=65536.0),
+                          diffhdr_log_to_lin(codes, 2.2, 65536))
+
+
+def test_loggamma_defaults_to_gamma_2_2_and_m_1000_and_matches_diffhdr(tf):
+    # The seed's implementation README: gamma = 2.2, M = 1000 (about 10 stops over white).
+    linear = np.geomspace(1e-4, 1000.0, 801)
+    _relative_or_absolute(tf.loggamma_encode(linear), diffhdr_lin_to_log(linear, 2.2, 1000))
+    codes = np.linspace(0, 1, 1001)
+    _relative_or_absolute(tf.loggamma_decode(codes), diffhdr_log_to_lin(codes, 2.2, 1000))
+    assert tf.loggamma_decode(1.0) == pytest.approx(1000.0, rel=1e-13)
+    curve = tf.get_curve("loggamma")
+    assert dict(curve.parameters) == {"gamma": 2.2, "ceiling": 1000.0}
+    assert curve.linear_max == 1000.0
+
+
+def test_loggamma_m_1000_decodes_its_own_float32_encode_within_2e_6(tf):
+    # float32 from 2**-14 to M. The code value is rounded to 2**-24 relative; decoding
+    # raises it to gamma and scales by ln(gamma M + 1) = 7.7 before expm1, so the linear
+    # value moves by up to 2.2 * 7.7 * 2**-24 ~ 1.0e-6 relative (measured: 8.2e-7); 2e-6
+    # allows the encode's own rounding on top.
+    linear = torch.exp2(torch.linspace(-14.0, math.log2(1000.0), 4001))
+    back = tf.loggamma_decode(tf.loggamma_encode(linear))
+    torch.testing.assert_close(back, linear, rtol=2e-6, atol=0.0)
+    assert back.dtype == torch.float32
 
 
 def test_mulaw_matches_g711_formula_for_mu_100_and_5000(tf):
@@ -475,6 +509,46 @@ def test_registry_offers_the_eight_scene_linear_curves():
         "logc3", "logc4", "acescct", "loggamma", "pq", "hlg", "mulaw", "srgb"
     ]
     assert tf.get_curve("logc4").linear_max == pytest.approx(469.8, abs=0.05)
+
+
+def test_a_curve_spec_sets_parameters_and_rederives_the_range():
+    upstream = tf.parse_curve("loggamma:ceiling=65536")
+    assert dict(upstream.parameters) == {"gamma": 2.2, "ceiling": 65536.0}
+    assert upstream.linear_max == pytest.approx(65536.0, rel=1e-12)
+    assert upstream.label == "DiffHDR log-gamma (ceiling 65536)"
+    assert upstream.encode(65536.0, **upstream.parameters) == pytest.approx(1.0, rel=1e-15)
+    steeper = tf.parse_curve(" loggamma : gamma=2.4 , ceiling=1000 ")
+    assert dict(steeper.parameters) == {"gamma": 2.4, "ceiling": 1000.0}
+    assert tf.parse_curve("loggamma") is tf.get_curve("loggamma")
+    assert tf.parse_curve("logc3:exposure_index=1600").linear_max == pytest.approx(
+        tf.logc3_decode(1.0, exposure_index=1600), rel=1e-12)
+
+
+def test_lora_curve_reads_m_and_an_old_mapping_without_m_keeps_65536():
+    written = {"hdr_transform": "loggamma",
+               "curve": {"name": "loggamma", "parameters": {"gamma": 2.2, "ceiling": 1000.0}}}
+    assert tf.lora_curve(written).parameters["ceiling"] == 1000.0
+    # hdr_lora.json from before M was a parameter: the upstream 65536 it was trained with.
+    for old in ({"hdr_transform": "loggamma"},
+                {"curve": {"name": "loggamma", "parameters": {"gamma": 2.2}}}):
+        curve = tf.lora_curve(old)
+        assert dict(curve.parameters) == {"gamma": 2.2, "ceiling": 65536.0}
+        assert curve.decode(1.0, **curve.parameters) == pytest.approx(65536.0, rel=1e-12)
+    assert tf.lora_curve({"hdr_transform": "logc4"}) is tf.get_curve("logc4")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("loggamma:ceiling", r"'ceiling' is not parameter=number"),
+    ("loggamma:ceiling=big", r"'ceiling=big' is not parameter=number"),
+    ("loggamma:m=1000", r"curve loggamma has no parameter m; its parameters are: gamma, ceiling"),
+    ("loggamma:ceiling=0", r"ceiling must be positive"),
+    ("logc5", r"curve must be one of"),
+])
+def test_a_bad_curve_spec_names_the_problem(spec, message):
+    with pytest.raises(ValueError, match=message):
+        tf.parse_curve(spec)
+    with pytest.raises(ValueError, match="names no curve"):
+        tf.lora_curve({"curve": {}})
 
 
 # --- bad input -------------------------------------------------------------------------

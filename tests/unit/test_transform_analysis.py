@@ -284,3 +284,18 @@ def test_format_table_keeps_the_rows_order_and_states_the_units(trained):
     lines = format_table(rows).splitlines()
     assert [line.split()[0] for line in lines[2:4]] == ["pq", "logc3"]
     assert "nats" in lines[4] and "100 nits" in lines[5]
+
+
+def test_log_gamma_m_is_chosen_per_row_and_defaults_to_1000(trained, tmp_path):
+    path = tmp_path / "m.csv"
+    code, out, err = run_cli("--vae", trained["folder"], "--scenes", 2, "--size", SIZE,
+                             "--curves", "loggamma,loggamma:ceiling=65536;gamma=2.2",
+                             "--csv", path)
+    assert code == 0, err
+    rows = read_csv(path)
+    assert [row["curve"] for row in rows] == ["loggamma", "loggamma:ceiling=65536,gamma=2.2"]
+    # Headroom: log2(M) stops, 9.97 for the seed's M = 1000 and 16 for the code's 65536.
+    assert float(rows[0]["headroom_stops"]) == pytest.approx(math.log2(1000.0), abs=1e-12)
+    assert float(rows[1]["headroom_stops"]) == pytest.approx(16.0, abs=1e-12)
+    assert float(rows[0]["pixel_kl"]) != float(rows[1]["pixel_kl"])
+    assert "DiffHDR log-gamma (ceiling 65536)" in out
