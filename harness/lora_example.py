@@ -46,7 +46,9 @@ TINY_WAN_VAE_OUTPUT_GAIN = 4.0
 codes 0.11-0.88 (measured), a real VAE's reach past 0 and 1 (a log curve's toe and the
 highlights above code 1.0), which the workflows' unclamped decode must show."""
 _COMMON = ["--scenes", "4", "--size", "64", "--rank", "4", "--steps", "3",
-           "--learning-rate", "0.05", "--seed", "0"]
+           "--learning-rate", "0.05", "--seed", "0", "--still-frames", "1"]
+"""The example workflows make single frames, so the LoRAs train on single frames (not
+train-lora's default for Wan stills, 9-frame clips)."""
 LORA_TRAINING = ["--curve", "logc4", "--mode", "text", *_COMMON]
 """Three steps at a high learning rate: seconds on a CPU, and a LoRA far from zero."""
 IC_LORA_TRAINING = ["--curve", "logc3", "--mode", "reference", *_COMMON]
