@@ -57,6 +57,8 @@ NO_ARRAY_INPUT = {
     "exr_sequence.match_sequence", "gamut.match_chromaticities", "jpeg_markers.frame_header",
     "radiance.decode_hdr", "ultrahdr_container.icc_gamut", "ultrahdr_container.read_container",
     "transfer_fused.mode", "transfer_fused.failure",  # settings: an env variable, a device name
+    # latent statistics are Python floats; their JSON file is read and written by path
+    "models.latent_stats.read_latent_stats", "models.latent_stats.write_latent_stats",
 }
 
 
