@@ -58,6 +58,13 @@ def _run(module: nn.Module, frames: torch.Tensor) -> torch.Tensor:
     return module(frames)
 
 
+def _one_tile(result, progress):
+    """``result`` of a whole-frame pass, reported to ``progress`` as one tile of one."""
+    if progress is not None:
+        progress(1, 1)
+    return result
+
+
 class QwenDecoderHead(nn.Module):
     """One head: Qwen-Image's 1x1x1 ``post_quant_conv`` and ``QwenImageDecoder3d`` on a
     single frame (``[B, C, h, w]`` in, ``[B, 3, H, W]`` out)."""
@@ -163,18 +170,12 @@ class QwenHDRAutoencoder(HDRAutoencoder):
     def encode_tiled(self, x_linear: torch.Tensor, tile_latent: int = 64,
                      progress=None) -> DiagonalGaussianDistribution:
         """:meth:`encode` on the whole frame (no tiled path: see the module)."""
-        posterior = self.encode(x_linear)
-        if progress is not None:
-            progress(1, 1)
-        return posterior
+        return _one_tile(self.encode(x_linear), progress)
 
     def decode_tiled(self, z: torch.Tensor, tile_latent: int = 64,
                      progress=None) -> HDRDecoderOutput:
         """:meth:`decode` on the whole frame (no tiled path: see the module)."""
-        decoded = self.decode(z)
-        if progress is not None:
-            progress(1, 1)
-        return decoded
+        return _one_tile(self.decode(z), progress)
 
     @classmethod
     def from_autoencoder_kl(cls, vae, latent_channels: int = 32, **config):

@@ -130,3 +130,24 @@ def test_empty_hdr_latent_is_the_vae_s_mean_and_decodes_as_the_library_predicts(
     bare.vae.latent_stats = None
     (zeros,) = HDREmptyLatent().generate(width=32, height=16, batch_size=1, hdr_vae=bare)
     assert not zeros["samples"].any()
+
+
+def test_the_qwen_image_block_vae_loads_encodes_and_decodes_through_the_same_nodes(tmp_path):
+    from diffusers import AutoencoderKLQwenImage
+
+    from comfyui_hdr.hdr.models.qwen_hdr_vae import QwenHDRAutoencoder
+    from comfyui_hdr.nodes.hdr_vae_nodes import HDRLoadVAE, HDRVAEEncode
+
+    torch.manual_seed(8)
+    source = AutoencoderKLQwenImage(base_dim=8, num_res_blocks=1)
+    QwenHDRAutoencoder.from_qwen_image(source).save_pretrained(tmp_path / "qwen_hdr")
+    (managed,) = HDRLoadVAE().load("", path=str(tmp_path / "qwen_hdr"))
+    assert type(managed.vae) is QwenHDRAutoencoder
+    image = torch.rand((1, 16, 24, 3), generator=torch.Generator().manual_seed(9)) * 8
+    (latent,) = HDRVAEEncode().encode(image, managed)
+    assert tuple(latent["samples"].shape) == (1, 32, 2, 3)
+    linear, display = HDRVAEDecode().decode(latent, managed, tile_size=0)["result"]
+    with torch.no_grad():
+        oracle = managed.vae.decode(managed.vae.encode(image.movedim(-1, 1)).mode())
+    assert torch.equal(linear, oracle.linear.movedim(1, -1))
+    assert torch.equal(display, ((oracle.display.movedim(1, -1) + 1) / 2).clamp(0, 1))
