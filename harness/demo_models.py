@@ -27,7 +27,9 @@ DEMO_VAE_TRAINING = [
 decodes frames of any size."""
 
 MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors", "hdr_vae.json",
-               "loss.png")
+               "latent_stats.json", "loss.png")
+CACHE_VERSION = "2"
+"""Part of the cache key: 2 since train-vae writes latent_stats.json."""
 
 
 def _copy_model(source: Path, target: Path) -> None:
@@ -52,7 +54,7 @@ def build_demo_vae(models_dir: str | Path, steps: int = 150,
     if (target / "config.json").exists():
         return target
     arguments = [*DEMO_VAE_TRAINING, "--steps", str(steps), "--checkpoint-every", str(steps)]
-    key = hashlib.sha256("\0".join(arguments).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\0".join([CACHE_VERSION, *arguments]).encode()).hexdigest()[:16]
     cached = None if cache is None else Path(cache) / f"{DEMO_VAE}-{key}"
     if cached is not None and (cached / "config.json").exists():
         _copy_model(cached, target)

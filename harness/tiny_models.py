@@ -220,9 +220,17 @@ def write_widened_model(path: Path, state_dict: dict, family: str, mode: str = "
     return path
 
 
+TINY_HDR_VAE_STATS_SCENES = 8
+"""Procedural 64 px scenes the tiny HDR VAE's latent statistics are measured on."""
+
+
 def write_tiny_hdr_vae(directory: Path, seed: int = 11) -> Path:
-    """A randomly initialised tiny dual-head HDR VAE directory (config.json + safetensors)."""
+    """A randomly initialised tiny dual-head HDR VAE directory (config.json + safetensors),
+    with the latent statistics of :data:`TINY_HDR_VAE_STATS_SCENES` procedural scenes."""
     from ..hdr.models.hdr_vae import HDRAutoencoder
+    from ..hdr.models.latent_stats import write_latent_stats
+    from ..training.data import ProceduralScenes
+    from ..training.latent_stats import dataset_latent_stats
 
     directory = Path(directory)
     with torch.random.fork_rng():
@@ -233,6 +241,9 @@ def write_tiny_hdr_vae(directory: Path, seed: int = 11) -> Path:
         conv_out.weight.mul_(TINY_HDR_VAE_LINEAR_GAIN)
         conv_out.bias.mul_(TINY_HDR_VAE_LINEAR_GAIN)
     vae.save_pretrained(directory, safe_serialization=True)
+    scenes = ProceduralScenes(TINY_HDR_VAE_STATS_SCENES, 64)
+    write_latent_stats(directory, dataset_latent_stats(vae.eval(), scenes), {
+        "kind": "procedural", "scenes": TINY_HDR_VAE_STATS_SCENES, "size": 64, "seed": 0})
     return directory
 
 

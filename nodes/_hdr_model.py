@@ -10,21 +10,28 @@ built the way that loader builds it, with three changes:
 - the ``unet_config`` ComfyUI detected is completed from the checkpoint's own shapes
   (latent channels in and out, head width and count, text width) and the model card;
 - the model config class is a subclass of ComfyUI's (``comfy.supported_models.QwenImage``,
-  ``WAN21_T2V`` or ``Flux``) whose ``latent_format`` has 32 channels, scale 1 and no shift
-  unless the card says otherwise, so samplers, empty-latent resizing and the model's
-  ``process_latent_in`` treat the latent as the HDR VAE's;
+  ``WAN21_T2V`` or ``Flux``) whose ``latent_format`` has 32 channels and normalises each
+  channel with the HDR VAE's measured statistics, ``(z - mean) / std`` in and its inverse
+  out (``hdr/models/latent_stats.py``), so samplers, empty-latent resizing and the model's
+  ``process_latent_in`` treat the latent as the HDR VAE's and the DiT sees unit variance;
 - a missing or unexpected weight is an error, not a log line.
 
 The model card is an optional JSON beside the checkpoint (``<name>.json``)::
 
     {"family": "qwen_image" | "wan" | "flux", "in_channels": 32, "out_channels": 32,
-     "latent_format": {"channels": 32, "scaling_factor": 1.0, "shift_factor": 0.0},
+     "latent_format": {"channels": 32, "vae": "my_hdr_vae", "mean": [...], "std": [...]},
      "colour_encoding": "HDR VAE latent (scene-linear, dual-head)", "widen_mode": "copy",
      "model": {"axes_dims_rope": [4, 14, 14]}}
 
 ``model`` holds dimensions the weights do not record: Qwen-Image ``axes_dims_rope``,
 Flux ``axes_dim`` and ``num_heads``, Wan ``num_heads`` (defaults: heads of width 128 as
 released, rotary axes split 1/8 time, the rest halved between height and width).
+
+``latent_format.vae`` names the HDR VAE whose latent the DiT was trained on (a folder
+under ``models/vae_hdr``, beside the checkpoint, or absolute): its ``latent_stats.json``
+is then required and used, and must equal ``mean``/``std`` when the card records them
+too. A card with ``mean``/``std`` only uses those; a card with neither (a widened DiT never
+trained on an HDR latent) keeps ``scaling_factor``/``shift_factor`` (default 1 and 0).
 ComfyUI modules are imported inside the functions.
 """
 
@@ -58,6 +65,9 @@ class ModelCard:
     shift_factor: float = 0.0
     colour_encoding: str = ""
     model: dict = field(default_factory=dict)
+    vae: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def read_model_card(checkpoint: Path) -> ModelCard:
@@ -74,11 +84,17 @@ def read_model_card(checkpoint: Path) -> ModelCard:
                          scaling_factor=float(latent.get("scaling_factor", 1.0)),
                          shift_factor=float(latent.get("shift_factor", 0.0)),
                          colour_encoding=str(card.get("colour_encoding", "")),
-                         model=dict(card.get("model", {})))
+                         model=dict(card.get("model", {})),
+                         vae=None if latent.get("vae") is None else str(latent["vae"]),
+                         mean=_floats(latent.get("mean")), std=_floats(latent.get("std")))
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"model card {path.name} is not valid: {error}; it is JSON like "
                          '{"family": "qwen_image", "in_channels": 32, "out_channels": 32, '
                          '"latent_format": {"channels": 32}}') from None
+
+
+def _floats(values) -> tuple[float, ...] | None:
+    return None if values is None else tuple(float(value) for value in values)
 
 
 def rope_axes(head_width: int) -> list[int]:
@@ -135,11 +151,16 @@ def latent_format_class(channels: int, dimensions: int):
         latent_channels = channels
         latent_dimensions = dimensions
         shift_factor = 0.0
+        latent_stats = None  # a LatentStatistics: per-channel (z - mean) / std instead
 
         def process_in(self, latent):
+            if self.latent_stats is not None:
+                return self.latent_stats.process_in(latent)
             return (latent - self.shift_factor) * self.scale_factor
 
         def process_out(self, latent):
+            if self.latent_stats is not None:
+                return self.latent_stats.process_out(latent)
             return latent / self.scale_factor + self.shift_factor
 
     HDRVAELatent.__name__ = HDRVAELatent.__qualname__ = f"HDRVAE{channels}"
@@ -157,8 +178,9 @@ def model_config_class(family: str, channels: int):
         f"{base.__name__} denoising the {channels}-channel HDR VAE latent.")})
 
 
-def hdr_model_config(sd: dict, card: ModelCard, name: str):
-    """ComfyUI model config for a widened checkpoint's state dict (keys without prefix)."""
+def hdr_model_config(sd: dict, card: ModelCard, name: str, stats=None):
+    """ComfyUI model config for a widened checkpoint's state dict (keys without prefix);
+    ``stats`` (:func:`card_latent_stats`) normalise its latent per channel."""
     from comfy import model_detection
 
     unet_config = model_detection.detect_unet_config(sd, "")
@@ -185,7 +207,63 @@ def hdr_model_config(sd: dict, card: ModelCard, name: str):
     config = model_config_class(family, card.channels)(unet_config)
     config.latent_format.scale_factor = card.scaling_factor
     config.latent_format.shift_factor = card.shift_factor
+    if stats is not None and stats.channels != card.channels:
+        raise ValueError(f"{name} denoises {card.channels}-channel latents but its VAE's "
+                         f"statistics have {stats.channels} channels; point its model card's "
+                         "latent_format.vae at the HDR VAE it was trained with")
+    config.latent_format.latent_stats = stats
     return config
+
+
+def _vae_folder(name: str, checkpoint: Path) -> Path | None:
+    """The folder ``name`` (a card's ``latent_format.vae``): absolute, beside the
+    checkpoint, or under ComfyUI's ``vae_hdr`` folders; None if none exists."""
+    named = Path(name).expanduser()
+    candidates = [named] if named.is_absolute() else [checkpoint.parent / named]
+    if not named.is_absolute():
+        import folder_paths
+
+        from .hdr_vae_nodes import FOLDER, register_folder
+
+        register_folder()
+        candidates += [Path(base) / named for base in folder_paths.get_folder_paths(FOLDER)]
+    return next((folder for folder in candidates if folder.is_dir()), None)
+
+
+def card_latent_stats(card: ModelCard, checkpoint: Path):
+    """The latent statistics a DiT's card asks for (see the module), or None for none."""
+    from ..hdr.models.latent_stats import (
+        LATENT_STATS_FILE,
+        STATS_FIX,
+        LatentStatistics,
+        read_latent_stats,
+    )
+
+    card_path = checkpoint.with_suffix(".json")
+    recorded = None
+    if card.mean is not None or card.std is not None:
+        if card.mean is None or card.std is None:
+            raise ValueError(f"{card_path.name}: latent_format has only one of mean and std; "
+                             "record both (one value per latent channel)")
+        recorded = LatentStatistics(mean=card.mean, std=card.std, count=0)
+    if card.vae is None:
+        return recorded
+    folder = _vae_folder(card.vae, checkpoint)
+    if folder is None:
+        raise ValueError(f"{card_path.name} names the HDR VAE {card.vae!r} (latent_format.vae) "
+                         "but no such folder is beside the checkpoint or in models/vae_hdr; "
+                         "put the VAE the DiT was trained with there, or fix the name")
+    stats = read_latent_stats(folder)
+    if stats is None:
+        raise ValueError(f"{card_path.name} needs the latent statistics of the HDR VAE "
+                         f"{folder}, but {folder / LATENT_STATS_FILE} is missing; "
+                         + STATS_FIX.format(vae=folder))
+    if recorded is not None and not recorded.matches(stats):
+        raise ValueError(f"{card_path.name} was trained on latents normalised with other "
+                         f"statistics than {folder / LATENT_STATS_FILE}: the DiT and this VAE "
+                         "are for different latents; point latent_format.vae at the VAE the "
+                         "DiT was trained with, or train the DiT on this VAE's latents")
+    return stats
 
 
 def tensor_sizes(path: Path) -> tuple[int, int]:
@@ -245,7 +323,8 @@ def load_hdr_diffusion_model(path: Path, dtype: torch.dtype | None = None):
     sd = comfy.utils.load_torch_file(str(path), safe_load=True)
     sd = comfy.utils.state_dict_prefix_replace(
         sd, {model_detection.unet_prefix_from_state_dict(sd): ""}, filter_keys=True) or sd
-    model_config = hdr_model_config(sd, read_model_card(path), path.name)
+    card = read_model_card(path)
+    model_config = hdr_model_config(sd, card, path.name, card_latent_stats(card, path))
 
     load_device = mm.get_torch_device()
     supported = list(model_config.supported_inference_dtypes)

@@ -63,7 +63,7 @@ class ManagedHDRVAE:
         3-channel result. A tiled pass keeps :data:`RESIDENT_FRAMES` whole frames of the
         first block's width and one tile's worth of the untiled estimate.
         """
-        width_ratio = self.vae.config.block_out_channels[0] / REFERENCE_WIDTH
+        width_ratio = self.vae.first_block_width / REFERENCE_WIDTH
         per_pixel = (ENCODE_VALUES_PER_PIXEL if encode else DECODE_VALUES_PER_PIXEL) * width_ratio
         pixels = frames * height * width
         if tile is None:
@@ -71,7 +71,7 @@ class ManagedHDRVAE:
         else:
             factor = self.vae.spatial_compression_ratio
             tile_pixels = frames * min(height, tile * factor) * min(width, tile * factor)
-            values = (RESIDENT_FRAMES * self.vae.config.block_out_channels[0] * pixels
+            values = (RESIDENT_FRAMES * self.vae.first_block_width * pixels
                       + per_pixel * tile_pixels)
         if not encode:
             values += 3 * pixels

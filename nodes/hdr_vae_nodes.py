@@ -225,9 +225,10 @@ class HDREmptyLatent:
     CATEGORY = CATEGORY_MODELS
     RETURN_TYPES = ("LATENT",)
     FUNCTION = "generate"
-    DESCRIPTION = ("An all-zero 32-channel HDR latent for text-to-image sampling with an HDR "
-                   "(widened) diffusion model. Width and height round down to the VAE's "
-                   "compression.")
+    DESCRIPTION = ("An empty 32-channel HDR latent for text-to-image sampling with an HDR "
+                   "(widened) diffusion model: the VAE's mean latent when the VAE has latent "
+                   "statistics (the diffusion model's zero), else all zero. Width and height "
+                   "round down to the VAE's compression.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -250,13 +251,17 @@ class HDREmptyLatent:
     def generate(self, width, height, batch_size, hdr_vae=None):
         import comfy.model_management
 
-        factor, channels = 8, 32
+        factor, channels, stats = 8, 32, None
         if hdr_vae is not None:
             vae = _require_vae(hdr_vae).vae
             factor, channels = vae.spatial_compression_ratio, vae.config.latent_channels
+            stats = vae.latent_stats
         shape = (batch_size, channels, height // factor, width // factor)
         device = comfy.model_management.intermediate_device()
-        return ({"samples": torch.zeros(shape, device=device)},)
+        samples = torch.zeros(shape, device=device)
+        if stats is not None:  # the DiT's zero, (z - mean) / std = 0, in the VAE's latent
+            samples = stats.process_out(samples)
+        return ({"samples": samples},)
 
 
 NODE_CLASS_MAPPINGS = {"HDRLoadVAE": HDRLoadVAE, "HDRVAEEncode": HDRVAEEncode,

@@ -1,6 +1,7 @@
 """``python -m comfyui_hdr.training COMMAND ...``: the training command lines in one place.
 
     python -m comfyui_hdr.training train-vae --output DIR --procedural 512 --crop 128
+    python -m comfyui_hdr.training latent-stats --vae VAE_DIR --data EXR_FOLDER
     python -m comfyui_hdr.training widen MODEL_DIR WIDENED_DIR --mode copy
     python -m comfyui_hdr.training evaluate --pred DIR --gt DIR --out DIR
     python -m comfyui_hdr.training train-lora --model DIR --vae DIR --prompt-embeddings F ...
@@ -23,6 +24,7 @@ __all__ = ["COMMANDS", "main"]
 
 COMMANDS = {
     "train-vae": ("train_vae", "train the dual-head 32-channel HDR VAE"),
+    "latent-stats": ("latent_stats", "measure an HDR VAE's per-channel latent mean/std"),
     "widen": ("widen_cli", "widen a DiT's latent input and prediction 16 -> 32 channels"),
     "evaluate": ("evaluate", "measure HDR predictions against ground truth"),
     "train-lora": ("lora", "train a log-space HDR LoRA (text-to-HDR or SDR-reference)"),

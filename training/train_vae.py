@@ -9,7 +9,9 @@
 
 The model is :class:`~comfyui_hdr.hdr.models.hdr_vae.HDRAutoencoder`, new (layout flags) or
 warm-started from a diffusers ``AutoencoderKL`` folder (``--init-from``: FLUX.1, SD3,
-SD/SDXL VAEs), and trains in float32 only with AdamW on
+SD/SDXL VAEs), or :class:`~comfyui_hdr.hdr.models.qwen_hdr_vae.QwenHDRAutoencoder`
+warm-started from Qwen-Image's ``AutoencoderKLQwenImage`` folder, and trains in float32
+only with AdamW on
 :func:`~comfyui_hdr.hdr.models.hdr_vae.vae_loss`: L1 in log2 stops for the scene-linear
 head (values below ``--floor`` count as the floor), L1 against ``--display-tone-mapper``
 for the display head, KL, and an optional extra weight on highlights. Each step's batch
@@ -20,9 +22,10 @@ loss curve of an uninterrupted run exactly.
 last step (so ``--resume latest --steps MORE`` extends a finished run),
 ``loss.csv`` and ``loss.png``, and at the end the model as a diffusers directory
 (``config.json`` + ``diffusion_pytorch_model.safetensors``, what "Load HDR VAE" reads)
-with ``hdr_vae.json``: the colour encoding, the training data and the held-out numbers
-printed at the end (mean |log2 error| of the scene-linear head before and after, and how
-many stops the highlights, pixels brighter than diffuse white, are off).
+with ``latent_stats.json`` (the latent's per-channel mean and std over the training set,
+see ``latent-stats``) and ``hdr_vae.json``: the colour encoding, the training data and the
+held-out numbers printed at the end (mean |log2 error| of the scene-linear head before and
+after, and how many stops the highlights, pixels brighter than diffuse white, are off).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from ..hdr.models.hdr_vae import (
     load_hdr_vae,
     vae_loss,
 )
+from ..hdr.models.latent_stats import LATENT_STATS_FILE, LatentStatistics, write_latent_stats
+from ..hdr.models.qwen_hdr_vae import QwenHDRAutoencoder
 from ..hdr.tonemap import TONE_MAPPERS
 from .common import (
     EpochItems,
@@ -61,6 +66,7 @@ from .common import (
     write_json,
 )
 from .data import ExrFolderDataset, ProceduralScenes, collate
+from .latent_stats import dataset_latent_stats
 from .memory import OPTIMIZERS, WEIGHT_DTYPES, make_optimizer
 from .memory_estimate import format_bytes
 
@@ -68,7 +74,7 @@ __all__ = ["TrainedVAE", "build_parser", "heldout_errors", "main", "scene_log2_r
            "train_vae"]
 
 RUN_FILES = ("config.json", "diffusion_pytorch_model.safetensors", "hdr_vae.json", "loss.csv",
-             "loss.png")
+             "loss.png", LATENT_STATS_FILE)
 """What a run writes into ``--output`` besides its checkpoints (``--overwrite`` removes them)."""
 
 LOSS_TERMS = ("total", "linear", "display", "kl")
@@ -128,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = parser.add_argument_group("model")
     model.add_argument("--init-from", type=Path,
-                       help="diffusers AutoencoderKL folder to warm-start from (its layout)")
+                       help="diffusers AutoencoderKL or AutoencoderKLQwenImage folder to "
+                            "warm-start from (its layout and blocks)")
     model.add_argument("--latent-channels", type=int, default=32)
     model.add_argument("--block-out-channels", type=_channels,
                        help="encoder/decoder block widths (default 128,256,512,512)")
@@ -166,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--weight-decay", type=float, default=1e-2)
     run.add_argument("--checkpoint-every", type=int, default=500)
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--latent-stats-items", type=int, metavar="N",
+                     help="measure the latent's per-channel mean/std (latent_stats.json) on "
+                          "the first N training items (default: all of them)")
     run.add_argument("--resume", metavar="latest|PATH",
                      help="continue from the newest checkpoint in --output, or from PATH")
     run.add_argument("--overwrite", action="store_true",
@@ -262,17 +272,19 @@ def _new_model(arguments: argparse.Namespace, train) -> HDRAutoencoder:
     hdr = dict(scene_log2_min=low, scene_log2_max=high,
                display_tone_mapper=arguments.display_tone_mapper)
     if arguments.init_from is not None:
-        from diffusers import AutoencoderKL
+        import diffusers
 
         config = check_safetensors_dir(arguments.init_from, "--init-from")
-        if config.get("_class_name") != "AutoencoderKL":
-            raise ValueError(f"--init-from {arguments.init_from} holds a "
-                             f"{config.get('_class_name')}; warm starts need a diffusers "
-                             "AutoencoderKL (FLUX.1, SD3, SD/SDXL VAE folder)")
-        source = AutoencoderKL.from_pretrained(arguments.init_from, use_safetensors=True,
-                                               torch_dtype=torch.float32)
-        return HDRAutoencoder.from_autoencoder_kl(
-            source, latent_channels=arguments.latent_channels, **hdr)
+        warm_starts = {"AutoencoderKL": HDRAutoencoder.from_autoencoder_kl,
+                       "AutoencoderKLQwenImage": QwenHDRAutoencoder.from_qwen_image}
+        class_name = config.get("_class_name")
+        if class_name not in warm_starts:
+            raise ValueError(f"--init-from {arguments.init_from} holds a {class_name}; warm "
+                             "starts need a diffusers AutoencoderKL (FLUX.1, SD3, SD/SDXL VAE "
+                             "folder) or AutoencoderKLQwenImage (Qwen-Image's VAE folder)")
+        source = getattr(diffusers, class_name).from_pretrained(
+            arguments.init_from, use_safetensors=True, torch_dtype=torch.float32)
+        return warm_starts[class_name](source, latent_channels=arguments.latent_channels, **hdr)
     layout = {name: default if getattr(arguments, name) is None else getattr(arguments, name)
               for name, default in DEFAULT_LAYOUT.items()}
     blocks = layout["block_out_channels"]
@@ -353,14 +365,17 @@ def _describe(model: HDRAutoencoder, arguments, processes: int, data: dict, held
     }
 
 
-def _write_model(model: HDRAutoencoder, output: Path, description: dict) -> None:
-    """``save_pretrained`` into a hidden folder, then move the files in, config.json last."""
+def _write_model(model: HDRAutoencoder, output: Path, description: dict,
+                 stats: LatentStatistics, data: dict) -> None:
+    """``save_pretrained`` into a hidden folder, then move the files in, config.json last;
+    the latent statistics and ``hdr_vae.json`` after it."""
     partial = output / ".model.partial"
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial, safe_serialization=True)
     for path in sorted(partial.iterdir(), key=lambda path: path.name == "config.json"):
         path.replace(output / path.name)
     partial.rmdir()
+    write_latent_stats(output, stats, {**data, "measured_by": "train-vae"})
     write_json(output / "hdr_vae.json", description)
 
 
@@ -452,10 +467,12 @@ def train_vae(arguments: argparse.Namespace) -> TrainedVAE:
     bar.close()
     vae.eval()
     after = heldout_errors(vae, heldout, arguments.floor)
+    stats = dataset_latent_stats(vae, train, arguments.batch_size, arguments.latent_stats_items)
+    vae.latent_stats = stats
     description = _describe(vae, arguments, accelerator.num_processes, data, heldout_data,
                             before, after)
     if accelerator.is_main_process:
-        _write_model(vae, output, description)
+        _write_model(vae, output, description, stats, data)
         losses.write_csv(output / "loss.csv")
         losses.write_plot(output / "loss.png", "train-vae loss")
     accelerator.wait_for_everyone()

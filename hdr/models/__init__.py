@@ -4,6 +4,9 @@
   ``vae_loss``), with :mod:`.tiling` (frame-synchronous tiled encode and decode),
   :mod:`.precision` (strict float32: TF32 off) and :mod:`.warm_start` (copying a
   pretrained AutoencoderKL in);
+- :mod:`.qwen_hdr_vae`: the same dual-head VAE on Qwen-Image's VAE blocks, warm-started from
+  ``AutoencoderKLQwenImage``;
+- :mod:`.latent_stats`: the latent's per-channel mean/std and the latent format they define;
 - :mod:`.widen`: widening a DiT's latent input and prediction 16 -> 32 channels;
 - :mod:`.cfa`: CFA attention maths;
 - LumaFlux (SDR -> HDR on a frozen Flux): :mod:`.rqs` (monotone rational-quadratic

@@ -43,6 +43,7 @@ from ..gamut import luminance
 from ..tonemap import TONE_MAPPERS, get_tone_mapper
 from ..transfer import srgb_encode
 from .checkpoint_dir import check_safetensors_dir
+from .latent_stats import LATENT_STATS_FILE, LatentStatistics, read_latent_stats
 from .precision import strict_fp32
 from .tiling import decode_tiled, encode_tiled
 from .warm_start import copy_autoencoder_kl
@@ -181,6 +182,8 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
     """
 
     _supports_gradient_checkpointing = True
+    latent_stats: LatentStatistics | None = None
+    """Per-channel latent statistics from the folder's ``latent_stats.json`` (None: none)."""
 
     @register_to_config
     def __init__(
@@ -234,6 +237,11 @@ class HDRAutoencoder(ModelMixin, ConfigMixin):
     def spatial_compression_ratio(self) -> int:
         """Pixels per latent pixel along each axis (8 for four blocks)."""
         return 2 ** (len(self.config.block_out_channels) - 1)
+
+    @property
+    def first_block_width(self) -> int:
+        """Channels of the first encoder block (what memory estimates scale with)."""
+        return self.config.block_out_channels[0]
 
     def _check_fp32(self, tensor: torch.Tensor, name: str) -> None:
         if self.dtype != torch.float32:
@@ -415,17 +423,31 @@ def vae_loss(output: HDRDecoderOutput | HDRAutoencoderOutput, target_linear: tor
 
 
 def load_hdr_vae(path: str | Path) -> HDRAutoencoder:
-    """Load an HDR VAE directory (``config.json`` + ``*.safetensors``) in float32, eval mode.
+    """Load an HDR VAE directory (``config.json`` + ``*.safetensors``) in float32, eval mode,
+    with its ``latent_stats.json`` (if any) as ``model.latent_stats``. The config's
+    ``_class_name`` picks the model: ``HDRAutoencoder`` (2D blocks) or
+    ``QwenHDRAutoencoder`` (Qwen-Image's blocks, :mod:`.qwen_hdr_vae`).
 
     Pickle checkpoints (``.bin``, ``.pt``, ``.ckpt``, ...) are refused: unpickling can run
     arbitrary code.
     """
     directory = Path(path)
     check_safetensors_dir(directory, "HDR VAE folder")
+    from .qwen_hdr_vae import QwenHDRAutoencoder
+
+    classes = {model.__name__: model for model in (HDRAutoencoder, QwenHDRAutoencoder)}
     class_name = HDRAutoencoder.load_config(directory).get("_class_name")
-    if class_name != HDRAutoencoder.__name__:
-        raise ValueError(f"{directory} holds a {class_name}, not an HDRAutoencoder; convert a "
-                         "16-channel AutoencoderKL with HDRAutoencoder.from_autoencoder_kl")
-    model = HDRAutoencoder.from_pretrained(directory, use_safetensors=True,
-                                           torch_dtype=torch.float32, disable_mmap=True)
+    if class_name not in classes:
+        raise ValueError(f"{directory} holds a {class_name}, not an HDRAutoencoder or "
+                         "QwenHDRAutoencoder; convert a 16-channel AutoencoderKL with "
+                         "HDRAutoencoder.from_autoencoder_kl, or Qwen-Image's VAE with "
+                         "QwenHDRAutoencoder.from_qwen_image")
+    model = classes[class_name].from_pretrained(directory, use_safetensors=True,
+                                                torch_dtype=torch.float32, disable_mmap=True)
+    stats = model.latent_stats = read_latent_stats(directory)
+    if stats is not None and stats.channels != model.config.latent_channels:
+        raise ValueError(f"{directory / LATENT_STATS_FILE} holds statistics of "
+                         f"{stats.channels} channels but the VAE's latent has "
+                         f"{model.config.latent_channels}; measure them again with "
+                         f"`python -m comfyui_hdr.training latent-stats --vae {directory}`")
     return model.eval()

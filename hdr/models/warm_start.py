@@ -45,12 +45,16 @@ def _copy_decoder(source_decoder: nn.Module, source_post_quant: nn.Conv2d | None
 
 @torch.no_grad()
 def copy_autoencoder_kl(source: nn.Module, target: nn.Module) -> None:
-    """Copy ``source`` (an ``AutoencoderKL``) into ``target`` (an ``HDRAutoencoder``) in place.
+    """Copy ``source`` (an ``AutoencoderKL`` or ``AutoencoderKLQwenImage``) into ``target``
+    (an ``HDRAutoencoder`` or ``QwenHDRAutoencoder``) in place.
 
     ``target`` must have been built with the source's block layout and at least as many
-    latent channels (``HDRAutoencoder.from_autoencoder_kl`` does both).
+    latent channels (``from_autoencoder_kl`` / ``from_qwen_image`` do both). The 1x1 quant
+    convs may be 2D or 3D (Qwen-Image's are 1x1x1 causal Conv3d): the same placement.
     """
-    old, new = source.config.latent_channels, target.config.latent_channels
+    # AutoencoderKL names its latent width latent_channels, AutoencoderKLQwenImage z_dim.
+    old = getattr(source.config, "latent_channels", None) or source.config.z_dim
+    new = target.config.latent_channels
     if old > new:
         raise ValueError(f"the source VAE has {old} latent channels, more than the HDR VAE's "
                          f"{new}; build the HDR VAE with latent_channels >= {old}")

@@ -21,10 +21,12 @@ from comfyui_hdr.hdr.models import (
     checkpoint_dir,
     gmodiff,
     hdr_vae,
+    latent_stats,
     lumaflux,
     lumaflux_loss,
     lumaflux_parts,
     precision,
+    qwen_hdr_vae,
     rqs,
     tiling,
     tone_field,
@@ -128,6 +130,32 @@ def _cfa_inputs(device):
     return base, over, under, m_over, m_under, 0.8, 1.2
 
 
+def tiny_qwen_vae(device, seed: int = 0) -> qwen_hdr_vae.QwenHDRAutoencoder:
+    torch.manual_seed(seed)
+    return qwen_hdr_vae.QwenHDRAutoencoder(base_dim=8, dim_mult=(1, 2), num_res_blocks=1,
+                                           temperal_downsample=(False,)).eval().to(device)
+
+
+def _stats(device) -> latent_stats.LatentStatistics:
+    return latent_stats.latent_statistics([codes(device, (2, 4, 3, 3), seed=7)])
+
+
+def _latent_format(stats, latent):
+    normalised = stats.process_in(latent)
+    return normalised, stats.process_out(normalised)
+
+
+def _stats_values(stats) -> torch.Tensor:
+    """Statistics are float64 Python floats: compare them as one tensor."""
+    return torch.tensor(stats.mean + stats.std, dtype=torch.float64)
+
+
+def _accumulate(latent):
+    accumulator = latent_stats.LatentStatsAccumulator()
+    accumulator.update(latent)
+    return accumulator.result()
+
+
 RECIPES = {
     "models.cfa.check_alpha": lambda d, t: expect(call(cfa.check_alpha, 1.0, "alpha_over"),
                                                   half="none"),
@@ -161,6 +189,20 @@ RECIPES = {
                                                    half="none"),
     "models.hdr_vae.load_hdr_vae": lambda d, t: expect(
         call(hdr_vae.load_hdr_vae, _saved_vae(t / "vae")), half="none"),
+    "models.latent_stats.LatentStatistics": lambda d, t: call(
+        _latent_format, _stats(d), codes(d, (2, 4, 1, 3, 3), seed=8)),
+    "models.latent_stats.LatentStatsAccumulator": lambda d, t: expect(
+        call(_accumulate, codes(d, (2, 4, 3, 3), seed=9)), compare=_stats_values),
+    "models.latent_stats.latent_statistics": lambda d, t: expect(
+        call(latent_stats.latent_statistics, [codes(d, (2, 4, 3, 3)), codes(d, (1, 4, 3, 3), 2)]),
+        compare=_stats_values),
+    "models.latent_stats.measure_latent_stats": lambda d, t: expect(
+        call(latent_stats.measure_latent_stats, tiny_vae(d), [_planar(d)]), half="none"),
+    "models.qwen_hdr_vae.QwenHDRAutoencoder": lambda d, t: expect(
+        call(_autoencoder, tiny_qwen_vae(d), x_linear=_planar(d)), half="refuses",
+        refuses=r"x_linear is torch\.(bfloat16|float16); .* pass x_linear\.float\(\)"),
+    "models.qwen_hdr_vae.QwenDecoderHead": lambda d, t: expect(
+        call(_head, tiny_qwen_vae(d).display_head, _latent(d)), half="none"),
     "models.precision.strict_fp32": lambda d, t: expect(
         call(_strict_convolution, _planar(d), codes(d, (4, 3, 3, 3))), half="none"),
     "models.tiling.encode_tiled": lambda d, t: expect(

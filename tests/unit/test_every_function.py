@@ -62,6 +62,8 @@ NO_ARRAY_INPUT = {
     "transfer.parse_curve", "transfer.lora_curve",  # a spec string, a JSON mapping
     "windows.stride_for_overlap",  # frame counts
     "transfer_fused.mode", "transfer_fused.failure",  # settings: an env variable, a device name
+    # latent statistics are Python floats; their JSON file is read and written by path
+    "models.latent_stats.read_latent_stats", "models.latent_stats.write_latent_stats",
 }
 
 

@@ -21,8 +21,10 @@ from diffusers import AutoencoderKL
 from PIL import Image
 
 from comfyui_hdr.hdr.models.hdr_vae import load_hdr_vae
+from comfyui_hdr.hdr.models.latent_stats import read_latent_stats
 from comfyui_hdr.training.__main__ import main as training_main
 from comfyui_hdr.training.common import LossLog, StepBatchSampler
+from comfyui_hdr.training.data import ProceduralScenes
 from comfyui_hdr.training.train_vae import build_parser, train_vae
 
 TINY = ["--block-out-channels", "32,64", "--layers-per-block", "1", "--no-mid-block-attention"]
@@ -79,7 +81,8 @@ def test_training_lowers_the_heldout_log2_error_by_40_percent_and_keeps_highligh
 def test_written_directory_loads_with_load_hdr_vae_and_decodes_identically(trained):
     output, result, _ = trained
     assert {"config.json", "diffusion_pytorch_model.safetensors", "hdr_vae.json", "loss.csv",
-            "loss.png", "checkpoint-30", "checkpoint-60"} <= {p.name for p in output.iterdir()}
+            "loss.png", "latent_stats.json", "checkpoint-30",
+            "checkpoint-60"} <= {p.name for p in output.iterdir()}
     loaded = load_hdr_vae(output)
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
@@ -91,6 +94,23 @@ def test_written_directory_loads_with_load_hdr_vae_and_decodes_identically(train
     # The checkpoint's model is the final one too (saved at step 60).
     assert torch.equal(load_hdr_vae(output / "checkpoint-60" / "model").decode(z).linear,
                        expected.linear)
+
+
+def test_latent_stats_json_holds_the_trained_encoder_s_statistics_over_the_training_set(
+        trained):
+    output, result, _ = trained
+    written = read_latent_stats(output)
+    assert written == result.model.latent_stats == load_hdr_vae(output).latent_stats
+    assert written.channels == 32 and written.count == 32 * 16 * 16  # 32 scenes of 16x16
+    # Oracle: the loaded model's encodes of the 32 training scenes, numpy float64 (ddof 0).
+    scenes = ProceduralScenes(32, 32, 0, crop=32)
+    with torch.no_grad():
+        latents = torch.cat([load_hdr_vae(output).encode(
+            scenes[index]["hdr"].permute(0, 3, 1, 2)).mode() for index in range(32)])
+    values = latents.double().movedim(1, 0).flatten(1).numpy()
+    # Batches of 8 in train-vae against one scene at a time here: float32 conv order only.
+    np.testing.assert_allclose(written.mean, values.mean(1), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(written.std, values.std(1), rtol=1e-4)
 
 
 def test_hdr_vae_json_records_the_colour_encoding_and_the_training_data(trained):
