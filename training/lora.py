@@ -266,7 +266,7 @@ def train_lora(options: LoraTrainingOptions,
     train_count = len(dataset) - options.holdout
     options = replace(options, time_shift_mu=method.time_shift(options, dataset[0]["hdr"].shape))
     weight_dtype = plan_memory(options, accelerator, dataset[0]["hdr"].shape,
-                               embeddings.prompt_embeds.shape[1])
+                               embeddings.prompt_embeds.shape[1], name)
     transformer = load_model(options.model, "transformer", "--model",
                              storage_dtype(weight_dtype))
     family = model_family(transformer)
