@@ -49,6 +49,20 @@ def place_on_device(model: torch.nn.Module, device: torch.device,
                     tensor.data = tensor.data.to(device)
 
 
+def _compute_in_float32(module: torch.nn.Module) -> None:
+    """Run a float32 (trained) layer inside a base of another compute dtype: its input is
+    cast up to float32 and its output back to the input's dtype (STYLE.md: half inputs
+    computed in fp32 where precision needs it, and cast back)."""
+    seen: dict[str, torch.dtype] = {}
+
+    def before(_, args):
+        seen["dtype"] = args[0].dtype
+        return (args[0].float(), *args[1:])
+
+    module.register_forward_pre_hook(before)
+    module.register_forward_hook(lambda _, args, output: output.to(seen["dtype"]))
+
+
 def prepare_lora_model(transformer: torch.nn.Module, targets: list[str], options,
                        weight_dtype: str, device: torch.device,
                        full_modules: Sequence[str] = ()) -> LoraModel:
@@ -66,7 +80,7 @@ def prepare_lora_model(transformer: torch.nn.Module, targets: list[str], options
         peft_model = get_peft_model(transformer, LoraConfig(
             r=options.rank, lora_alpha=options.alpha or options.rank, target_modules=targets))
     for name in full_modules:
-        peft_model.get_base_model().get_submodule(name).requires_grad_(True)
+        _compute_in_float32(peft_model.get_base_model().get_submodule(name).requires_grad_(True))
     prepare_frozen_base(peft_model, weight_dtype)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(peft_model)

@@ -30,6 +30,7 @@ from diffusers import (
 )
 from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift
 from peft import PeftModel
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from comfyui_hdr.harness.tiny_models import TINY_HDR_VAE, TINY_QWEN_IMAGE, write_tiny_hdr_vae
@@ -234,3 +235,16 @@ def test_flux_and_wan_train_through_the_same_family_table(models, tmp_path, fami
     # ComfyUI's names of the two projections (comfy.utils.flux_to_diffusers, Wan's own).
     assert {key for key in lora if key.endswith((".diff", ".diff_b"))} == {
         f"{name}.{suffix}" for name in projections for suffix in ("diff", "diff_b")}
+
+
+@pytest.mark.parametrize("weight_dtype", ["bf16", "fp8"])
+def test_the_projections_train_in_float32_inside_a_low_precision_base(models, tmp_path,
+                                                                      weight_dtype):
+    code, printed = run(arguments(models, tmp_path, "--steps", "2", "--eval-every", "2",
+                                  "--weight-dtype", weight_dtype))
+    assert code == 0 and f"--weight-dtype {weight_dtype}" in printed
+    heldout = losses(tmp_path, "heldout_loss.csv", "heldout")
+    assert heldout[2] < heldout[0] and all(map(math.isfinite, heldout.values()))
+    with safe_open(str(tmp_path / "adapter_model.safetensors"), framework="pt") as stored:
+        for key in ("img_in.weight", "img_in.bias", "proj_out.weight", "proj_out.bias"):
+            assert stored.get_tensor(f"base_model.model.{key}").dtype == torch.float32
