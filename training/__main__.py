@@ -5,6 +5,7 @@
     python -m comfyui_hdr.training widen MODEL_DIR WIDENED_DIR --mode copy
     python -m comfyui_hdr.training evaluate --pred DIR --gt DIR --out DIR
     python -m comfyui_hdr.training train-lora --model DIR --vae DIR --prompt-embeddings F ...
+    python -m comfyui_hdr.training train-dit --model WIDENED --vae HDR_VAE --prompt-embeddings F ...
     python -m comfyui_hdr.training transform-analysis --vae DIR [--data EXR_FOLDER]
     python -m comfyui_hdr.training embed-prompts --family wan --model DIR --data DIR --output F
     python -m comfyui_hdr.training caption --data DIR --captioner VLM_DIR
@@ -28,6 +29,7 @@ COMMANDS = {
     "widen": ("widen_cli", "widen a DiT's latent input and prediction 16 -> 32 channels"),
     "evaluate": ("evaluate", "measure HDR predictions against ground truth"),
     "train-lora": ("lora", "train a log-space HDR LoRA (text-to-HDR or SDR-reference)"),
+    "train-dit": ("dit", "train a widened DiT on the HDR VAE's latent (native linear)"),
     "transform-analysis": ("transform_analysis",
                            "compare log curves for a frozen VAE (LumiVid Table 1)"),
     "embed-prompts": ("embed_prompts", "encode prompts with a family's real text encoder(s)"),

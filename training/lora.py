@@ -51,15 +51,15 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..hdr.atomic import atomic_path
-from ..hdr.transfer import Curve, parse_curve
+from ..hdr.transfer import parse_curve
 from .common import (
     LossLog,
     StepBatchSampler,
@@ -90,14 +90,14 @@ from .lora_models import (
     predict_velocity,
 )
 from .lora_options import LoraTrainingOptions, parse_args
-from .lora_step import flow_loss, prepare_lora_model, train_step
+from .lora_step import flow_loss, flow_times, prepare_lora_model, train_step
 from .lora_vae import FrozenVae
 from .memory import safe_attention_kernels, storage_dtype
 from .prompt_embeddings import PromptEmbeddings
 
-__all__ = ["DEFAULT_TARGETS", "LoraTrainingOptions", "PromptEmbeddings", "TrainingResult",
-           "discover_targets", "load_adapter", "main", "parse_args", "predict_velocity",
-           "train_lora"]
+__all__ = ["DEFAULT_TARGETS", "LOG_LORA", "LoraTrainingOptions", "PromptEmbeddings",
+           "TrainingMethod", "TrainingResult", "discover_targets", "load_adapter", "main",
+           "parse_args", "predict_velocity", "train_lora", "write_adapter"]
 
 RUN_FILES = (ADAPTER_WEIGHTS, "adapter_config.json", COLOUR_MAPPING, COMFYUI_LORA, "loss.csv",
              "loss.png", "heldout_loss.csv", "heldout_loss.png")
@@ -127,8 +127,9 @@ class TrainingResult:
     seconds: float
 
 
-def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
-                    targets: list[str], step: int) -> dict:
+def _colour_mapping(options, family: str, transformer, vae, targets: list[str],
+                    step: int) -> dict:
+    curve = parse_curve(options.curve)
     return {
         "format": "comfyui-hdr-lora", "version": 1, "mode": options.mode, "step": step,
         "hdr_transform": curve.name,
@@ -146,22 +147,29 @@ def _colour_mapping(options, family: str, transformer, vae, curve: Curve,
     }
 
 
-def _write_adapter(folder: Path, peft_model, mapping: dict) -> None:
-    """peft's adapter files with the HDR metadata, hdr_lora.json and the ComfyUI LoRA."""
+def write_adapter(folder: Path, peft_model, mapping: dict, mapping_file: str = COLOUR_MAPPING,
+                  state: dict | None = None) -> None:
+    """peft's adapter files (``state``, or the model's peft state dict) with the HDR
+    metadata, and the JSON ``mapping`` as ``mapping_file``."""
     from peft import get_peft_model_state_dict
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = {key: tensor.detach().cpu().contiguous()
-             for key, tensor in get_peft_model_state_dict(peft_model).items()}
+    state = {key: tensor.detach().cpu().contiguous() for key, tensor in (
+        get_peft_model_state_dict(peft_model) if state is None else state).items()}
     metadata = {"format": "pt", "hdr_transform": mapping["hdr_transform"],
                 "reference_downscale_factor": str(mapping["reference_downscale_factor"]),
-                "hdr_lora": json.dumps(mapping)}
+                mapping_file.removesuffix(".json"): json.dumps(mapping)}
     with atomic_path(folder / ADAPTER_WEIGHTS, overwrite=True) as temporary:
         save_file(state, temporary, metadata=metadata)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".adapter-config-") as staging:
         peft_model.peft_config["default"].save_pretrained(staging)
         os.replace(Path(staging) / "adapter_config.json", folder / "adapter_config.json")
-    write_json(folder / COLOUR_MAPPING, mapping)
+    write_json(folder / mapping_file, mapping)
+
+
+def _write_log_lora(folder: Path, peft_model, run: dict) -> None:
+    """The adapter, ``hdr_lora.json`` and the ComfyUI LoRA of a ``train-lora`` run."""
+    write_adapter(folder, peft_model, _colour_mapping(**run))
     export_comfyui_lora(folder, folder / COMFYUI_LORA, overwrite=True)
 
 
@@ -172,6 +180,27 @@ def load_adapter(transformer: torch.nn.Module, folder: str | Path):
 
     check_lora_against(load_file(str(Path(folder) / ADAPTER_WEIGHTS)), transformer.state_dict())
     return PeftModel.from_pretrained(transformer, str(folder))
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """What a trainer built on this loop adds (ARCHITECTURE.md: each method adds only its
+    model and its loss): ``name`` (log prefix), ``vae(options)`` (a
+    :class:`~.lora_vae.FrozenVae`-like loader), ``latents(dataset, vae, family, options,
+    device)`` (a :class:`~.lora_latents.LoraLatents`), ``check(options, transformer,
+    family, vae)`` (refuses bad input), ``full_modules(family)`` (layers trained in full
+    beside the LoRA, peft ``modules_to_save``), ``time_shift(options, item_shape)`` (the
+    run's ``time_shift_mu``) and ``write(folder, peft_model, run)`` (the output files;
+    ``run`` holds ``options``, ``family``, ``transformer``, ``vae``, ``targets``, ``step``)."""
+
+    name: str
+    vae: Callable
+    latents: Callable
+    check: Callable
+    write: Callable
+    full_modules: Callable = lambda family: ()
+    time_shift: Callable = lambda options, item_shape: options.time_shift_mu
+    files: tuple[str, ...] = RUN_FILES
 
 
 def _check_options(options: LoraTrainingOptions) -> None:
@@ -193,6 +222,7 @@ def _check_options(options: LoraTrainingOptions) -> None:
 
 def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
                   embeddings: PromptEmbeddings) -> None:
+    """Refuse prompt embeddings and options that do not fit the model's family."""
     layout = FAMILY_LAYOUTS[family]
     width = getattr(transformer.config, layout.text_width)
     if embeddings.prompt_embeds.shape[-1] != width:
@@ -212,38 +242,58 @@ def _check_inputs(options: LoraTrainingOptions, transformer, family: str,
                          "frames (use 1)")
 
 
-def train_lora(options: LoraTrainingOptions) -> TrainingResult:
-    """Run ``train-lora`` (see the module docstring); returns the :class:`TrainingResult`."""
+def _log_lora_check(options, transformer, family: str, vae) -> None:
+    """``train-lora`` takes a stock VAE's latents (no check beyond the prompt embeddings)."""
+
+
+LOG_LORA = TrainingMethod(
+    name="train-lora", vae=lambda options: FrozenVae(options.vae, options.latent_cache or None),
+    latents=lambda dataset, vae, family, options, device: LoraLatents(
+        dataset, vae, family, parse_curve(options.curve), options, device),
+    check=_log_lora_check, write=_write_log_lora)
+"""``train-lora``: log-encoded targets through a stock VAE, LoRA only."""
+
+
+def train_lora(options: LoraTrainingOptions,
+               method: TrainingMethod = LOG_LORA) -> TrainingResult:
+    """Run ``train-lora`` (see the module docstring), or another :class:`TrainingMethod`
+    on the same loop; returns the :class:`TrainingResult`."""
     from peft import set_peft_model_state_dict
 
     _check_options(options)
+    name = method.name
     accelerator = make_accelerator(options.mixed_precision)
     attention_note = safe_attention_kernels(accelerator.device)
     if attention_note:
-        accelerator.print(f"train-lora: {attention_note}")
+        accelerator.print(f"{name}: {attention_note}")
     output = Path(options.output)
     embeddings = PromptEmbeddings.load(options.prompt_embeddings)
-    vae = FrozenVae(options.vae, options.latent_cache or None)
+    vae = method.vae(options)
     dataset = lora_dataset(options)
     if len(dataset) <= options.holdout:
         raise ValueError(f"the data has {len(dataset)} items; --holdout {options.holdout} "
                          "leaves none to train on")
     train_count = len(dataset) - options.holdout
+    options = replace(options, time_shift_mu=method.time_shift(options, dataset[0]["hdr"].shape))
     weight_dtype = plan_memory(options, accelerator, dataset[0]["hdr"].shape,
-                               embeddings.prompt_embeds.shape[1])
+                               embeddings.prompt_embeds.shape[1], name)
     transformer = load_model(options.model, "transformer", "--model",
                              storage_dtype(weight_dtype))
     family = model_family(transformer)
-    curve = parse_curve(options.curve)
     _check_inputs(options, transformer, family, embeddings)
+    method.check(options, transformer, family, vae)
     targets = discover_targets(transformer, family, options.targets.split(","))
-    lora = prepare_lora_model(transformer, targets, options, weight_dtype, accelerator.device)
+    full = list(method.full_modules(family))
+    lora = prepare_lora_model(transformer, targets, options, weight_dtype, accelerator.device,
+                              full)
     peft_model = lora.model
     peft_model.peft_config["default"].base_model_name_or_path = options.model
     trainable, total = peft_model.get_nb_trainable_parameters()
     share = 100.0 * trainable / total
-    accelerator.print(f"train-lora: {type(transformer).__name__} ({family}), {len(targets)} "
-                      f"LoRA layers, rank {options.rank}: {trainable:,} trainable of "
+    accelerator.print(f"{name}: {type(transformer).__name__} ({family}), {len(targets)} "
+                      f"LoRA layers, rank {options.rank}"
+                      + (f", {', '.join(full)} in full" if full else "")
+                      + f": {trainable:,} trainable of "
                       f"{total:,} parameters ({share:.3f}%)")
     if not 0 < share < options.max_trainable_share:
         raise ValueError(f"the LoRA trains {share:.2f}% of the model (limit "
@@ -251,7 +301,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                          "or raise --max-trainable-share")
     run = {key: value for key, value in asdict(options).items() if key not in _RESUMABLE}
     checkpoint = prepare_output(output, options.resume, options.overwrite, accelerator,
-                                RUN_FILES)
+                                method.files)
     if checkpoint is not None:
         saved = json.loads((checkpoint / "trainer_state.json").read_text())["run"]
         # An option newer than the checkpoint ran at its default value there.
@@ -268,7 +318,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
     if checkpoint is not None:
         state, log = restore_checkpoint(checkpoint, accelerator, optimizer)
         start, heldout_log = state["step"], LossLog(state["heldout"])
-    latents = LoraLatents(dataset, vae, family, curve, options, accelerator.device)
+    latents = method.latents(dataset, vae, family, options, accelerator.device)
     guidance = options.guidance if transformer.config.get("guidance_embeds") else None
     heldout = latents.batch(range(train_count, len(dataset)))
     latents.release_vae_if_cached(range(train_count))
@@ -281,7 +331,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
         quantiles = torch.special.ndtri(torch.tensor(HELDOUT_QUANTILES))
         losses = []
         with torch.no_grad():
-            for value in torch.sigmoid(options.logit_mean + options.logit_std * quantiles):
+            for value in flow_times(quantiles, options):
                 sigma = torch.full((target.shape[0],), float(value))
                 moved = {k: v.to(accelerator.device) if torch.is_tensor(v) else v
                          for k, v in heldout.items()}
@@ -292,11 +342,12 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
         return sum(losses) / len(losses)
 
     def save(step: int, folder: Path) -> None:
-        mapping = _colour_mapping(options, family, transformer, vae, curve, targets, step)
         if accelerator.is_main_process:
-            _write_adapter(folder, accelerator.unwrap_model(model), mapping)
+            method.write(folder, accelerator.unwrap_model(model),
+                         {"options": options, "family": family, "transformer": transformer,
+                          "vae": vae, "targets": targets, "step": step})
             log.write_csv(output / "loss.csv")
-            log.write_plot(output / "loss.png", f"train-lora {curve.name} ({family})")
+            log.write_plot(output / "loss.png", f"{name} ({family})")
             heldout_log.write_csv(output / "heldout_loss.csv")
             heldout_log.write_plot(output / "heldout_loss.png", "held-out flow-matching loss")
 
@@ -307,7 +358,7 @@ def train_lora(options: LoraTrainingOptions) -> TrainingResult:
                                start * accumulation, options.steps * accumulation,
                                accelerator.process_index, accelerator.num_processes)
     micro_batches = latents.batches(sampler)
-    bar = progress_bar(accelerator, options.steps, start, "train-lora")
+    bar = progress_bar(accelerator, options.steps, start, name)
     seconds = 0.0
     model.train()
     for step in range(start + 1, options.steps + 1):

@@ -44,6 +44,7 @@ __all__ = [
     "FAMILIES",
     "check_lora_against",
     "comfyui_lora_state_dict",
+    "comfyui_module_name",
     "export_comfyui_lora",
     "peft_state_dict_from_comfyui",
     "wan_diffusers_to_comfyui",
@@ -110,6 +111,16 @@ def wan_diffusers_to_comfyui(name: str) -> str:
     return renamed[:-1]
 
 
+def comfyui_module_name(module: str, family: str) -> str:
+    """The name ComfyUI's LoRA loader knows a diffusers layer by (module docstring).
+
+    >>> comfyui_module_name("base_model.model.proj_out", "wan")
+    'diffusion_model.head.head'
+    """
+    name = module.removeprefix(_PEFT_PREFIX)
+    return _PREFIXES[family] + (wan_diffusers_to_comfyui(name) if family == "wan" else name)
+
+
 def _modules(lora: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
     """LoRA tensors grouped by module name (prefixes kept): ``{module: {part: tensor}}``."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
@@ -158,14 +169,13 @@ def comfyui_lora_state_dict(adapter: Mapping[str, torch.Tensor], family: str,
     scale = _scale(adapter_config)
     exported = {}
     for module, parts in _modules(adapter).items():
-        name = module.removeprefix(_PEFT_PREFIX)
-        name = wan_diffusers_to_comfyui(name) if family == "wan" else name
+        name = comfyui_module_name(module, family)
         for part in ("lora_A.weight", "lora_B.weight"):
             if part not in parts:
                 raise ValueError(f"adapter holds {module} without its {part}")
-            exported[f"{_PREFIXES[family]}{name}.{part}"] = parts[part].contiguous()
+            exported[f"{name}.{part}"] = parts[part].contiguous()
         rank = parts["lora_A.weight"].shape[0]
-        exported[f"{_PREFIXES[family]}{name}.alpha"] = torch.tensor(scale * rank)
+        exported[f"{name}.alpha"] = torch.tensor(scale * rank)
     return exported
 
 

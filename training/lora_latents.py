@@ -17,7 +17,7 @@ from .data import ExrFolderDataset, LatentCache, ProceduralScenes, collate
 from .lora_augment import AugmentedClips
 from .lora_models import FAMILY_LAYOUTS, encode_latents
 
-__all__ = ["LoraLatents", "highlight_share", "lora_dataset", "still_as_clip"]
+__all__ = ["LoraLatents", "highlight_share", "lora_dataset", "pool_to_latent", "still_as_clip"]
 
 
 def still_as_clip(batch: dict, frames: int) -> dict:
@@ -31,14 +31,19 @@ def still_as_clip(batch: dict, frames: int) -> dict:
                     for name in ("hdr", "sdr_reference") if name in batch}
 
 
+def pool_to_latent(per_pixel: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+    """Area-average a per-pixel map ``[B, T, H, W]`` onto the latent grid, ``[B, 1, ...]``."""
+    if latent.ndim == 5:  # Wan: latent frame 0 <- frame 0, frame i <- frames 4i-3 .. 4i
+        rest = per_pixel[:, 1:].reshape(per_pixel.shape[0], latent.shape[2] - 1, 4,
+                                        *per_pixel.shape[2:])
+        per_pixel = torch.cat([per_pixel[:, :1], rest.mean(2)], 1)[:, None]
+        return F.adaptive_avg_pool3d(per_pixel, latent.shape[2:])
+    return F.adaptive_avg_pool2d(per_pixel[:, :1], latent.shape[2:])
+
+
 def highlight_share(hdr: torch.Tensor, threshold: float, latent: torch.Tensor) -> torch.Tensor:
     """Share of pixels above ``threshold`` luminance under each latent pixel, ``[B, 1, ...]``."""
-    mask = (luminance(hdr) > threshold).float()  # [B, T, H, W]
-    if latent.ndim == 5:  # Wan: latent frame 0 <- frame 0, frame i <- frames 4i-3 .. 4i
-        rest = mask[:, 1:].reshape(mask.shape[0], latent.shape[2] - 1, 4, *mask.shape[2:])
-        mask = torch.cat([mask[:, :1], rest.mean(2)], 1)[:, None]
-        return F.adaptive_avg_pool3d(mask, latent.shape[2:])
-    return F.adaptive_avg_pool2d(mask[:, :1], latent.shape[2:])
+    return pool_to_latent((luminance(hdr) > threshold).float(), latent)
 
 
 class LoraLatents:

@@ -69,12 +69,13 @@ def _tokens(options, family: str, item_shape: torch.Size, text_tokens: int) -> i
     return tokens * options.batch_size
 
 
-def plan_memory(options, accelerator, item_shape: torch.Size, text_tokens: int) -> str:
+def plan_memory(options, accelerator, item_shape: torch.Size, text_tokens: int,
+                name: str = "train-lora") -> str:
     """Check the memory options, print the run's cost and refuse a run that will not fit
     (a ValueError naming the flag); returns the resolved ``--weight-dtype``.
 
     ``item_shape``: one dataset item's ``[frames, H, W, 3]``; ``text_tokens``: the
-    prompt embeddings' length.
+    prompt embeddings' length; ``name``: the command, for the printed line.
     """
     import diffusers
 
@@ -102,7 +103,7 @@ def plan_memory(options, accelerator, item_shape: torch.Size, text_tokens: int) 
     limit = device_memory(device, options.max_memory)
     available = "no limit" if limit is None else f"{format_bytes(limit)} available"
     accelerator.print(
-        f"train-lora: memory plan {plan.flags()}: {base.total:,} base parameters "
+        f"{name}: memory plan {plan.flags()}: {base.total:,} base parameters "
         f"({format_bytes(base.bytes(weight_dtype))} as {weight_dtype}) in "
         f"{len(base.blocks)} blocks, {trainable:,} LoRA parameters "
         f"({100 * trainable / (base.total + trainable):.3f}% trainable), {tokens:,} tokens a "

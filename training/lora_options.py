@@ -70,6 +70,8 @@ class LoraTrainingOptions:
     max_grad_norm: float = _option(1.0, "gradient clipping norm (0: off)")
     logit_mean: float = _option(0.0, "mean of the logit-normal t")
     logit_std: float = _option(1.0, "standard deviation of the logit-normal t")
+    time_shift_mu: float = _option(0.0, "exponential time shift of t: e^mu / (e^mu + 1/t - 1) "
+                                   "(0: none; diffusers' FlowMatchEulerDiscreteScheduler)")
     highlight_weight: float = _option(0.0, "extra loss weight on latent pixels above "
                                       "--highlight-threshold (0: plain MSE)")
     highlight_threshold: float = _option(1.0, "scene-linear luminance of a highlight "
@@ -101,13 +103,18 @@ class LoraTrainingOptions:
                                 "no limit elsewhere)")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> LoraTrainingOptions:
-    """Parse ``train-lora``'s command line into :class:`LoraTrainingOptions`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m comfyui_hdr.training train-lora",
-        description="Train a log-space HDR LoRA (rectified flow, peft) "
-        "on EXRs or procedural scenes; writes a peft adapter and a ComfyUI LoRA.")
-    for option in fields(LoraTrainingOptions):
+def parse_args(argv: Sequence[str] | None = None, options_class: type = LoraTrainingOptions,
+               command: str = "train-lora",
+               description: str = "Train a log-space HDR LoRA (rectified flow, peft) on EXRs "
+               "or procedural scenes; writes a peft adapter and a ComfyUI LoRA.",
+               hidden: Sequence[str] = ()):
+    """Parse a trainer's command line into ``options_class`` (:class:`LoraTrainingOptions`
+    or a subclass); the fields in ``hidden`` are not flags and keep their defaults."""
+    parser = argparse.ArgumentParser(prog=f"python -m comfyui_hdr.training {command}",
+                                     description=description)
+    for option in fields(options_class):
+        if option.name in hidden:
+            continue
         flag = "--" + option.name.replace("_", "-")
         extra = {key: value for key, value in option.metadata.items() if key != "help"}
         if option.default is MISSING:
@@ -120,4 +127,4 @@ def parse_args(argv: Sequence[str] | None = None) -> LoraTrainingOptions:
             parser.add_argument(flag, type=type(option.default), default=option.default,
                                 help=f"{option.metadata['help']} (default {option.default})",
                                 **extra)
-    return LoraTrainingOptions(**vars(parser.parse_args(argv)))
+    return options_class(**vars(parser.parse_args(argv)))

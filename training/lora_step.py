@@ -5,6 +5,8 @@ loss, the per-item noise and flow times. ``train-lora`` and the memory benchmark
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,8 +24,8 @@ from .memory import (
 )
 from .prompt_embeddings import PromptEmbeddings
 
-__all__ = ["LoraModel", "flow_loss", "item_draws", "logit_normal", "place_on_device",
-           "prepare_lora_model", "train_step"]
+__all__ = ["LoraModel", "flow_loss", "flow_times", "item_draws", "logit_normal",
+           "place_on_device", "prepare_lora_model", "time_shift", "train_step"]
 
 
 @dataclass
@@ -47,18 +49,38 @@ def place_on_device(model: torch.nn.Module, device: torch.device,
                     tensor.data = tensor.data.to(device)
 
 
+def _compute_in_float32(module: torch.nn.Module) -> None:
+    """Run a float32 (trained) layer inside a base of another compute dtype: its input is
+    cast up to float32 and its output back to the input's dtype (STYLE.md: half inputs
+    computed in fp32 where precision needs it, and cast back)."""
+    seen: dict[str, torch.dtype] = {}
+
+    def before(_, args):
+        seen["dtype"] = args[0].dtype
+        return (args[0].float(), *args[1:])
+
+    module.register_forward_pre_hook(before)
+    module.register_forward_hook(lambda _, args, output: output.to(seen["dtype"]))
+
+
 def prepare_lora_model(transformer: torch.nn.Module, targets: list[str], options,
-                       weight_dtype: str, device: torch.device) -> LoraModel:
+                       weight_dtype: str, device: torch.device,
+                       full_modules: Sequence[str] = ()) -> LoraModel:
     """Add the LoRA to ``transformer`` (frozen, loaded on the CPU) and apply the memory
     options of ``options`` (a :class:`~.lora.LoraTrainingOptions`); ``weight_dtype`` is
     the resolved ``--weight-dtype``. The LoRA A matrices' Kaiming init is drawn from
-    ``--seed``; LoRA parameters train in float32."""
+    ``--seed``; LoRA parameters train in float32, and so do the ``full_modules`` (names of
+    the base model's top-level layers, trained in full: plain ``requires_grad``, because
+    peft's ``modules_to_save`` matches name endings and would also catch Flux's
+    single-block ``proj_out``)."""
     from peft import LoraConfig, get_peft_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
         peft_model = get_peft_model(transformer, LoraConfig(
             r=options.rank, lora_alpha=options.alpha or options.rank, target_modules=targets))
+    for name in full_modules:
+        _compute_in_float32(peft_model.get_base_model().get_submodule(name).requires_grad_(True))
     prepare_frozen_base(peft_model, weight_dtype)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(peft_model)
@@ -78,10 +100,29 @@ def prepare_lora_model(transformer: torch.nn.Module, targets: list[str], options
     return LoraModel(peft_model, optimizer, swap, compute_dtype(weight_dtype))
 
 
+def time_shift(t: torch.Tensor, mu: float) -> torch.Tensor:
+    """The exponential time shift ``e^mu / (e^mu + 1/t - 1)`` (diffusers
+    ``FlowMatchEulerDiscreteScheduler._time_shift_exponential`` at sigma 1; ``mu = 0`` is
+    the identity, ``mu > 0`` moves ``t`` toward noise, as large images need).
+
+    >>> round(float(time_shift(torch.tensor(0.5), 0.5)), 4)
+    0.6225
+    """
+    if not mu:
+        return t
+    return math.exp(mu) / (math.exp(mu) + 1 / t - 1)
+
+
+def flow_times(normal: torch.Tensor, options) -> torch.Tensor:
+    """Flow times of standard-normal draws ``normal``: ``sigmoid(--logit-mean +
+    --logit-std * normal)``, then :func:`time_shift` by ``--time-shift-mu``."""
+    return time_shift(torch.sigmoid(options.logit_mean + options.logit_std * normal),
+                      options.time_shift_mu)
+
+
 def logit_normal(count: int, generator: torch.Generator, options) -> torch.Tensor:
-    """``count`` flow times ``sigmoid(--logit-mean + --logit-std * N(0, 1))``."""
-    normal = torch.randn(count, generator=generator)
-    return torch.sigmoid(options.logit_mean + options.logit_std * normal)
+    """``count`` logit-normal flow times (:func:`flow_times` of ``N(0, 1)`` draws)."""
+    return flow_times(torch.randn(count, generator=generator), options)
 
 
 def item_draws(options, first: int, shape: torch.Size,

@@ -90,8 +90,8 @@ def _rename(tensors: dict, names: dict[str, str]) -> dict:
     """Rename the top-level ``<name>.weight`` / ``<name>.bias`` keys in ``names``."""
     renamed = {}
     for key, tensor in tensors.items():
-        stem, _, parameter = key.rpartition(".")
-        renamed[f"{names.get(stem, stem)}.{parameter}"] = tensor
+        stem, dot, parameter = key.rpartition(".")  # Wan's scale_shift_table has no dot
+        renamed[f"{names.get(stem, stem)}.{parameter}" if dot else key] = tensor
     return renamed
 
 
