@@ -43,6 +43,7 @@ from safetensors.torch import save_file
 
 from ..hdr.atomic import atomic_path
 from ..hdr.models.widen import DIFFUSERS_LAYOUTS
+from .common import write_json
 from .dit_latents import DitLatents, HdrVae, latent_statistics, vae_latent_channels
 from .dit_options import DitTrainingOptions, dynamic_shift_mu, parse_args
 from .lora import RUN_FILES, TrainingMethod, TrainingResult, train_lora, write_adapter
@@ -55,10 +56,12 @@ from .lora_export import (
 from .lora_memory import model_folder
 from .lora_models import config_sha256
 
-__all__ = ["DIT_MAPPING", "FULL_MODULES", "NATIVE_LINEAR", "DitTrainingOptions", "main",
-           "parse_args", "train_dit"]
+__all__ = ["DIT_MAPPING", "FULL_MODULES", "MODEL_CARD", "NATIVE_LINEAR", "DitTrainingOptions",
+           "main", "model_card", "parse_args", "train_dit"]
 
 DIT_MAPPING = "hdr_dit.json"
+MODEL_CARD = "model_card.json"
+"""The card for the widened base's checkpoint (:func:`model_card`)."""
 FULL_MODULES = {layout.family: (layout.input, layout.output)
                 for layout in DIFFUSERS_LAYOUTS.values()}
 """The widened layers trained in full, per family (:mod:`~comfyui_hdr.hdr.models.widen`)."""
@@ -177,13 +180,28 @@ def _write(folder: Path, peft_model, run: dict) -> None:
         metadata = dict(stored.metadata() or {})
     with atomic_path(folder / COMFYUI_LORA, overwrite=True) as temporary:
         save_file(exported, temporary, metadata=metadata)
+    write_json(folder / MODEL_CARD, model_card(family, options.vae))
+
+
+def model_card(family: str, vae_folder: str | Path) -> dict:
+    """The model card to put beside the widened base's ComfyUI checkpoint (as
+    ``<checkpoint name>.json``): "Load HDR Diffusion Model" then finds the HDR VAE by its
+    folder name (in ``models/vae_hdr``, or beside the checkpoint) and samples in the latent
+    this DiT learnt, ``(z - mean) / std`` with the VAE's statistics, refusing another VAE."""
+    channels = vae_latent_channels(vae_folder)
+    mean, std = latent_statistics(vae_folder)
+    return {"family": family, "in_channels": channels, "out_channels": channels,
+            "latent_format": {"channels": channels, "vae": Path(vae_folder).name,
+                              "mean": mean.tolist(), "std": std.tolist()},
+            "colour_encoding": "HDR VAE latent (scene-linear, dual-head)"}
 
 
 NATIVE_LINEAR = TrainingMethod(
     name="train-dit", vae=lambda options: HdrVae(options.vae, options.latent_cache or None),
     latents=DitLatents, check=_check, write=_write,
     full_modules=lambda family: FULL_MODULES[family], time_shift=_time_shift,
-    files=tuple(DIT_MAPPING if name == "hdr_lora.json" else name for name in RUN_FILES))
+    files=(*(DIT_MAPPING if name == "hdr_lora.json" else name for name in RUN_FILES),
+           MODEL_CARD))
 """``train-dit`` as a :class:`~.lora.TrainingMethod` of ``train-lora``'s loop."""
 
 

@@ -18,7 +18,10 @@ SAVE_EXR, DECODE, SAMPLER = "8", "7", "6"
 
 
 def _with_saved_latent(prompt: dict, prefix: str) -> dict:
-    """The workflow plus ComfyUI's own SaveLatent on the sampler's output."""
+    """The workflow plus ComfyUI's own SaveLatent on the sampler's output, sampled with its
+    own seed: ComfyUI caches a node whose inputs it has seen, and a cached node's UI message
+    (the decoder's viewer entry) is not sent again, whichever test ran the workflow first."""
+    prompt[SAMPLER]["inputs"]["seed"] += 1
     prompt["20"] = {"class_type": "SaveLatent",
                     "inputs": {"samples": [SAMPLER, 0], "filename_prefix": prefix}}
     return prompt

@@ -130,6 +130,10 @@ def test_the_adapter_restores_the_trained_projections_and_names_the_vae(uninterr
     recorded = mapping["vae"]["latent_statistics"]  # float32 copies of the stored values
     assert recorded["mean"] == pytest.approx(list(stored.mean), rel=1e-6)
     assert recorded["std"] == pytest.approx(list(stored.std), rel=1e-6)
+    # The card for the widened base's ComfyUI checkpoint names the VAE and its statistics.
+    card = json.loads((output / "model_card.json").read_text())
+    assert card["latent_format"]["vae"] == "vae" and card["in_channels"] == 32
+    assert card["latent_format"]["mean"] == pytest.approx(list(stored.mean), rel=1e-6)
     assert mapping["full_modules"] == ["img_in", "proj_out"]
     # 64x64 pictures are 16 tokens: Qwen-Image's mu at 16 tokens (below its 256 base).
     assert mapping["flow"]["time_shift_mu"] == pytest.approx(
