@@ -225,7 +225,7 @@ def test_bad_inputs_exit_with_code_2_and_name_the_fix(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["train-vae", "widen", "evaluate", "train-lora",
                                      "transform-analysis", "embed-prompts", "caption",
-                                     "render-hdri-clips"])
+                                     "render-hdri-clips", "train-lumaflux"])
 def test_every_training_command_prints_a_usage_line_that_runs_as_typed(command, capsys):
     from comfyui_hdr.training.__main__ import COMMANDS
 
