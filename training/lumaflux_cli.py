@@ -14,8 +14,9 @@ prompt conditioning is empty (zero embeddings: no text encoder is loaded). The r
 saved with :func:`comfyui_hdr.hdr.models.lumaflux_folder.save_lumaflux`.
 
 ``--ablation`` picks the poster's ablation rows that these adapters express (each on
-top of the frozen Flux and the monotone RQS head): ``pga-no-spectral``, ``pga``, ``pcm``
-(PGA + PCM) and ``full`` (PGA + PCM + coupler, the default).
+top of the frozen Flux and the monotone RQS head): ``lora`` (plain value LoRA, rank
+``--rank``, 8 in the poster), ``pga-no-spectral``, ``pga``, ``pcm`` (PGA + PCM) and
+``full`` (PGA + PCM + coupler, the default).
 
 References
 ----------
@@ -48,6 +49,8 @@ from .lumaflux_fit import FitOptions, LumaFluxPipeline, fit_batches
 __all__ = ["ABLATIONS", "DEFAULT_TONE_MAPPERS", "main", "synthesise_pair"]
 
 ABLATIONS = {
+    "lora": LumaFluxSwitches(pga=True, gates=False, spectral=False, pcm=False,
+                             coupler=False),
     "pga-no-spectral": LumaFluxSwitches(pga=True, spectral=False, pcm=False, coupler=False),
     "pga": LumaFluxSwitches(pga=True, spectral=True, pcm=False, coupler=False),
     "pcm": LumaFluxSwitches(pga=True, spectral=True, pcm=True, coupler=False),

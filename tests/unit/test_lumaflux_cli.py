@@ -4,6 +4,7 @@ folder loading back, and bad input refused with exit code 2 and nothing written.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import colour
@@ -56,7 +57,7 @@ def test_sdr_and_target_are_the_tone_mapped_srgb_and_bt2020_pq_of_the_hdr():
     np.testing.assert_allclose(target.numpy(), expected_target, atol=1e-9)
 
 
-@pytest.mark.parametrize("ablation", ["pga-no-spectral", "pcm"])
+@pytest.mark.parametrize("ablation", ["lora", "pga-no-spectral", "pcm"])
 def test_each_ablation_row_trains_and_writes_a_folder_that_loads(models, tmp_path, ablation,
                                                                  capsys):
     output = tmp_path / "adapters"
@@ -64,10 +65,7 @@ def test_each_ablation_row_trains_and_writes_a_folder_that_loads(models, tmp_pat
     printed = capsys.readouterr().out
     assert "trainable parameters" in printed and f"wrote {output}" in printed
     metadata = json.loads((output / "lumaflux.json").read_text())
-    assert metadata["switches"] == {"pga": ABLATIONS[ablation].pga,
-                                    "spectral": ABLATIONS[ablation].spectral,
-                                    "pcm": ABLATIONS[ablation].pcm,
-                                    "coupler": ABLATIONS[ablation].coupler}
+    assert metadata["switches"] == dataclasses.asdict(ABLATIONS[ablation])
     base = FluxTransformer2DModel.from_pretrained(models / "flux")
     loaded = lumaflux_folder.load_lumaflux(output, base)
     assert loaded.patch == 2 and loaded.prompt.shape == (1, 1, 32)
@@ -95,8 +93,8 @@ def test_exr_folder_data_trains_the_pga_row(models, tmp_path):
     assert run(models, tmp_path / "adapters", "--ablation", "pga",
                data=("--data", str(tmp_path / "data"))) == 0
     metadata = json.loads((tmp_path / "adapters" / "lumaflux.json").read_text())
-    assert metadata["switches"] == {"pga": True, "spectral": True, "pcm": False,
-                                    "coupler": False}
+    assert metadata["switches"] == {"pga": True, "gates": True, "spectral": True,
+                                    "pcm": False, "coupler": False}
 
 
 def test_existing_output_needs_overwrite(models, tmp_path, capsys):

@@ -72,8 +72,8 @@ def test_folder_json_names_the_base_switches_rank_siglip_knots_and_colour(saved)
     transformer = saved["pipeline"].transformer
     assert metadata["base_model"] == {"class_name": "FluxTransformer2DModel",
                                       "config_sha256": config_sha256(transformer)}
-    assert metadata["switches"] == {"pga": True, "spectral": True, "pcm": True,
-                                    "coupler": True}
+    assert metadata["switches"] == {"pga": True, "gates": True, "spectral": True,
+                                    "pcm": True, "coupler": True}
     assert metadata["rank"] == 8
     assert metadata["siglip"] == {"class_name": "SiglipVisionModel", "hidden_size": 16}
     assert metadata["tone_field"] == {"knots": 8, "feature_channels": 3}
