@@ -1,8 +1,9 @@
 """A small standalone LumaFlux training loop: adapters + tone-field head on a frozen Flux.
 
-Not yet the ``train-lora --adapter lumaflux`` trainer (no data loader, latent cache,
-accelerate or resume): it fits one batch of SDR images to BT.2020 PQ targets, so the
-adapters, the hooks, the head and the poster's loss can be proven to train together.
+Not the ``train-lora`` machinery (no latent cache, accelerate or resume): :func:`fit`
+fits one batch of SDR images to BT.2020 PQ targets, so the adapters, the hooks, the head
+and the poster's loss can be proven to train together, and :func:`fit_batches` a batch
+per step, as ``train-lumaflux`` (:mod:`.lumaflux_cli`) runs it.
 The transformer reads the SDR image itself, ``patch x patch`` pixels per token (a
 pixel-space stand-in for the VAE latents the real trainer will use), and its output,
 unpacked back to pixels, is the per-pixel feature map the tone-field head reads its
