@@ -14,9 +14,11 @@ prompt conditioning is empty (zero embeddings: no text encoder is loaded). The r
 saved with :func:`comfyui_hdr.hdr.models.lumaflux_folder.save_lumaflux`.
 
 ``--ablation`` picks the poster's ablation rows that these adapters express (each on
-top of the frozen Flux and the monotone RQS head): ``lora`` (plain value LoRA, rank
-``--rank``, 8 in the poster), ``pga-no-spectral``, ``pga``, ``pcm`` (PGA + PCM) and
-``full`` (PGA + PCM + coupler, the default).
+top of the frozen Flux): ``lora`` (plain value LoRA, rank ``--rank``, 8 in the poster),
+``pga-no-spectral``, ``pga``, ``pcm`` (PGA + PCM), ``full`` (PGA + PCM + coupler, the
+default), ``rqs-linear`` and ``rqs-monotone`` (``full`` with an affine or the monotone RQS
+tone-field curve; every other row uses the monotone RQS, which the pipeline needs to make
+HDR).
 
 References
 ----------
@@ -46,7 +48,7 @@ from .data import ExrFolderDataset, ProceduralScenes
 from .lora_models import load_model
 from .lumaflux_fit import FitOptions, LumaFluxPipeline, fit_batches
 
-__all__ = ["ABLATIONS", "DEFAULT_TONE_MAPPERS", "main", "synthesise_pair"]
+__all__ = ["ABLATIONS", "ABLATION_CURVES", "DEFAULT_TONE_MAPPERS", "main", "synthesise_pair"]
 
 ABLATIONS = {
     "lora": LumaFluxSwitches(pga=True, gates=False, spectral=False, pcm=False,
@@ -55,8 +57,14 @@ ABLATIONS = {
     "pga": LumaFluxSwitches(pga=True, spectral=True, pcm=False, coupler=False),
     "pcm": LumaFluxSwitches(pga=True, spectral=True, pcm=True, coupler=False),
     "full": LumaFluxSwitches(),
+    "rqs-linear": LumaFluxSwitches(),
+    "rqs-monotone": LumaFluxSwitches(),
 }
-"""The poster's ablation rows these adapters express, cumulative as its table reads."""
+"""The poster's ablation rows, cumulative as its table reads: each maps to the adapter
+switches; the last two differ in the tone-field curve (:data:`ABLATION_CURVES`)."""
+
+ABLATION_CURVES = {"rqs-linear": "linear"}
+"""The rows whose tone-field head is not the monotone RQS (:data:`.tone_field.TONE_CURVES`)."""
 
 DEFAULT_TONE_MAPPERS = ("reinhard", "bt2446a", "bt2390")
 """A global curve and two ITU-R broadcast tone mappers (BT.2446 method A, BT.2390 EETF)."""
@@ -145,7 +153,8 @@ def _train(arguments) -> LumaFluxAdapterSet:
     adapters = LumaFluxAdapters(transformer, encoder.config.hidden_size, arguments.rank,
                                 ABLATIONS[arguments.ablation])
     config = transformer.config
-    head = ToneFieldHead((config.out_channels or config.in_channels) // (patch * patch))
+    head = ToneFieldHead((config.out_channels or config.in_channels) // (patch * patch),
+                         curve=ABLATION_CURVES.get(arguments.ablation, "monotone"))
     adapter_set = LumaFluxAdapterSet(
         adapters, head, torch.zeros(1, 1, config.joint_attention_dim),
         torch.zeros(1, config.pooled_projection_dim), patch)

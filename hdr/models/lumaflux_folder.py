@@ -80,7 +80,7 @@ def _metadata(transformer, adapter_set: LumaFluxAdapterSet) -> dict:
         "rank": adapters.value_lora[0].down.out_features,
         "siglip": {"class_name": adapter_set.siglip_class,
                    "hidden_size": adapters.film[0].key.in_features},
-        "tone_field": {"knots": head.knots,
+        "tone_field": {"knots": head.knots, "curve": head.curve,
                        "feature_channels": head.projection.in_features},
         "patch": adapter_set.patch,
         "colour": COLOUR,
@@ -216,7 +216,7 @@ def load_lumaflux(folder: str | os.PathLike, transformer, encoder=None
     adapters = LumaFluxAdapters(transformer, metadata["siglip"]["hidden_size"],
                                 metadata["rank"], LumaFluxSwitches(**metadata["switches"]))
     head = ToneFieldHead(metadata["tone_field"]["feature_channels"],
-                         metadata["tone_field"]["knots"])
+                         metadata["tone_field"]["knots"], metadata["tone_field"]["curve"])
     tensors = load_file(str(folder / WEIGHTS_FILE))
     try:
         for prefix, module in (("adapters.", adapters), ("head.", head)):

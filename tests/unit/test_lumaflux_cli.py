@@ -57,7 +57,7 @@ def test_sdr_and_target_are_the_tone_mapped_srgb_and_bt2020_pq_of_the_hdr():
     np.testing.assert_allclose(target.numpy(), expected_target, atol=1e-9)
 
 
-@pytest.mark.parametrize("ablation", ["lora", "pga-no-spectral", "pcm"])
+@pytest.mark.parametrize("ablation", ["lora", "pga-no-spectral", "pcm", "rqs-linear"])
 def test_each_ablation_row_trains_and_writes_a_folder_that_loads(models, tmp_path, ablation,
                                                                  capsys):
     output = tmp_path / "adapters"
@@ -69,6 +69,8 @@ def test_each_ablation_row_trains_and_writes_a_folder_that_loads(models, tmp_pat
     base = FluxTransformer2DModel.from_pretrained(models / "flux")
     loaded = lumaflux_folder.load_lumaflux(output, base)
     assert loaded.patch == 2 and loaded.prompt.shape == (1, 1, 32)
+    curve = "linear" if ablation == "rqs-linear" else "monotone"
+    assert metadata["tone_field"]["curve"] == loaded.head.curve == curve
     assert float(loaded.head.projection.weight.detach().abs().max()) > 0  # the head trained
     assert float(loaded.adapters.value_lora[0].up.weight.detach().abs().max()) > 0  # PGA trained
     film = float(loaded.adapters.film[0].gamma.weight.detach().abs().max())

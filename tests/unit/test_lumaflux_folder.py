@@ -76,7 +76,7 @@ def test_folder_json_names_the_base_switches_rank_siglip_knots_and_colour(saved)
                                     "pcm": True, "coupler": True}
     assert metadata["rank"] == 8
     assert metadata["siglip"] == {"class_name": "SiglipVisionModel", "hidden_size": 16}
-    assert metadata["tone_field"] == {"knots": 8, "feature_channels": 3}
+    assert metadata["tone_field"] == {"knots": 8, "curve": "monotone", "feature_channels": 3}
     assert metadata["patch"] == 2
     assert "203 nits" in metadata["colour"]["output"]
     assert sorted(path.name for path in saved["root"].iterdir()) == ["adapters", "base"]
