@@ -95,6 +95,20 @@ def _patch(transformer) -> int:
     return patch
 
 
+def _trainable(adapters: LumaFluxAdapters, head: ToneFieldHead) -> int:
+    """Parameters the switched-on parts train (every part is built; the others stay idle)."""
+    switches = adapters.switches
+    parts: list[torch.nn.Module] = [head]
+    if (switches.pga and switches.gates) or switches.pcm or switches.coupler:
+        parts.append(adapters.tlam)  # read by the gates, the FiLM and the coupler only
+    if switches.pga:
+        for lora in (*adapters.value_lora, *adapters.context_value_lora):
+            parts += [lora.down, lora.up] + ([lora.gate] if switches.gates else [])
+    parts += [*adapters.film] if switches.pcm else []
+    parts += [*adapters.coupler] if switches.coupler else []
+    return sum(parameter.numel() for part in parts for parameter in part.parameters())
+
+
 def _dataset(arguments):
     if (arguments.data is None) == (arguments.procedural is None):
         raise ValueError("give exactly one of --data EXR_FOLDER or --procedural N")
@@ -160,7 +174,7 @@ def _train(arguments) -> LumaFluxAdapterSet:
         torch.zeros(1, config.pooled_projection_dim), patch)
     pipeline = LumaFluxPipeline(transformer, adapters.attach(transformer), head,
                                 adapter_set.prompt, adapter_set.pooled_prompt, patch)
-    trainable = sum(p.numel() for p in (*adapters.parameters(), *head.parameters()))
+    trainable = _trainable(adapters, head)
     frozen = sum(p.numel() for p in transformer.parameters())
     print(f"train-lumaflux: {trainable:,} trainable parameters on a frozen {frozen:,} "
           f"({100 * trainable / (trainable + frozen):.2f}%), ablation {arguments.ablation}")
@@ -178,7 +192,9 @@ def _train(arguments) -> LumaFluxAdapterSet:
     losses = fit_batches(pipeline, batch, FitOptions(
         steps=arguments.steps, learning_rate=arguments.learning_rate, warmup_steps=warmup,
         weight_decay=arguments.weight_decay, seed=arguments.seed))
-    print(f"loss {losses[0]:.5g} at step 1, {losses[-1]:.5g} at step {len(losses)}")
+    tenth = max(1, len(losses) // 10)
+    print(f"mean loss {sum(losses[:tenth]) / tenth:.5g} over the first {tenth} steps, "
+          f"{sum(losses[-tenth:]) / tenth:.5g} over the last {tenth}")
     save_lumaflux(arguments.output, transformer, adapter_set, overwrite=arguments.overwrite)
     return adapter_set
 

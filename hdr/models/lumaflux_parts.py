@@ -41,9 +41,12 @@ TLAM_SCALARS = ("pga_alpha", "pga_beta", "pcm_alpha", "pcm_beta", "spectral_gate
                 "coupler_lambda")
 """The poster's 6 scalars per (timestep, layer), in the order TLAM returns them."""
 
-TLAM_START = (1.0, 0.0, 1.0, 0.0, 0.0, 1.0)
-"""TLAM's initial output: alpha 1 and beta 0 (gates and FiLM read their projections
-unscaled), spectral-gate logit 0 (sigmoid 0.5), coupler lambda 1."""
+TLAM_START = (1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+"""TLAM's initial output: PGA's alpha 1 and beta 0 (the gates' logits unscaled and
+unshifted: gates 0.5), PCM's alpha and beta 1 (the FiLM reads its zero-initialised
+projections unscaled; a beta of 0 would be a saddle where ``zeta = beta W_zeta c`` and
+both of its factors get zero gradient, so the FiLM shift never trained), spectral-gate
+logit 0 (sigmoid 0.5), coupler lambda 1."""
 
 _SATURATION_EPS = 1e-6  # HSV saturation (max - min) / max is undefined at black
 

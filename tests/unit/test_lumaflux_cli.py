@@ -15,7 +15,7 @@ from diffusers import FluxTransformer2DModel
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 from comfyui_hdr.hdr.exr import write_exr
-from comfyui_hdr.hdr.models import lumaflux_folder
+from comfyui_hdr.hdr.models import lumaflux, lumaflux_folder, tone_field
 from comfyui_hdr.hdr.scenes import hdr_scene
 from comfyui_hdr.training.__main__ import main as training_main
 from comfyui_hdr.training.lumaflux_cli import ABLATIONS, synthesise_pair
@@ -75,6 +75,18 @@ def test_each_ablation_row_trains_and_writes_a_folder_that_loads(models, tmp_pat
     assert float(loaded.adapters.value_lora[0].up.weight.detach().abs().max()) > 0  # PGA trained
     film = float(loaded.adapters.film[0].gamma.weight.detach().abs().max())
     assert (film > 0) == ABLATIONS[ablation].pcm  # PCM trains only where switched on
+    # the printed trainable count is what training moved off the (seeded) initial weights
+    # (every switched-on part trains: no zero-gradient saddle such as a FiLM shift at beta 0)
+    torch.manual_seed(0)
+    initial = {**{f"adapters.{key}": value for key, value in lumaflux.LumaFluxAdapters(
+        base, 16, 8, ABLATIONS[ablation]).state_dict().items()},
+        **{f"head.{key}": value for key, value in tone_field.ToneFieldHead(
+            3, curve=loaded.head.curve).state_dict().items()}}
+    trained = {**{f"adapters.{key}": value for key, value in loaded.adapters.state_dict().items()},
+               **{f"head.{key}": value for key, value in loaded.head.state_dict().items()}}
+    moved = sum(value.numel() for key, value in trained.items()
+                if not torch.equal(value, initial[key]))
+    assert f"{moved:,} trainable parameters" in printed
 
 
 @pytest.mark.parametrize("extra, model, message", [
