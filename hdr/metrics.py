@@ -1,6 +1,7 @@
 """HDR image and video quality: PU21-PSNR/SSIM, Delta E ITP, PQ-PSNR, JOD, flicker, peak.
 
-Every metric takes scene-linear Rec.709 RGB, channels last (``[H, W, 3]`` for an image,
+Every metric takes scene-linear RGB (Rec.709 primaries, or BT.2020 with
+``gamut="rec2020"``, as LumaFlux's predictions are), channels last (``[H, W, 3]`` for an image,
 ``[T, H, W, 3]`` for a clip; torch or numpy), and ``nits_at_1``, the display luminance
 of scene-linear 1.0 (100 nits by default: the SDR diffuse white PU21 is anchored to).
 Metrics that compare two images take the test (a prediction) first and the reference
@@ -26,6 +27,7 @@ from .gamut import convert_gamut, delta_e_itp, luminance, rgb2020_to_ictcp
 from .transfer import PU21, pq_inverse_eotf, pu21_encode
 
 __all__ = [
+    "GAMUTS",
     "SSIM_WINDOW",
     "cvvdp_jod",
     "delta_e_itp_mean",
@@ -69,17 +71,34 @@ def _pair(test: Any, reference: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return test, reference
 
 
+GAMUTS = ("rec709", "rec2020")
+"""The primaries the metrics take: ITU-R BT.709 (the pack's working gamut) and BT.2020."""
+
+
+def _check_gamut(gamut: str) -> None:
+    if gamut not in GAMUTS:
+        raise ValueError(f"gamut is {gamut!r}; pass 'rec709' (scene-linear Rec.709) or "
+                         "'rec2020' (linear BT.2020, e.g. LumaFlux predictions)")
+
+
+def _rec2020(rgb: torch.Tensor, gamut: str) -> torch.Tensor:
+    _check_gamut(gamut)
+    return rgb if gamut == "rec2020" else convert_gamut(rgb, gamut, "rec2020")
+
+
 def _display_nits(rgb: torch.Tensor, nits_at_1: float) -> torch.Tensor:
     _check_nits(nits_at_1)
     return (rgb * nits_at_1).clamp(PU21.min_nits, PU21.max_nits)
 
 
-def _pu21(rgb: torch.Tensor, nits_at_1: float, colour: str) -> torch.Tensor:
+def _pu21(rgb: torch.Tensor, nits_at_1: float, colour: str,
+          gamut: str = "rec709") -> torch.Tensor:
+    _check_gamut(gamut)
     nits = _display_nits(rgb, nits_at_1)
     if colour == "luminance":
-        return pu21_encode(luminance(nits))[..., None]
+        return pu21_encode(luminance(nits, gamut))[..., None]
     if colour == "rgb2020":
-        return pu21_encode(convert_gamut(nits, "rec709", "rec2020"))
+        return pu21_encode(_rec2020(nits, gamut))
     raise ValueError(f"colour must be 'luminance' or 'rgb2020', got {colour!r}")
 
 
@@ -92,7 +111,7 @@ def _pu21_peak(peak_nits: float) -> float:
 
 
 def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.0,
-              colour: str = "luminance") -> float:
+              colour: str = "luminance", gamut: str = "rec709") -> float:
     """Return the PSNR of PU21-encoded light, in dB.
 
     Parameters
@@ -107,6 +126,8 @@ def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
     colour
         ``'luminance'``: PU21 of the luminance (pycvvdp's PU21-PSNR-Y); ``'rgb2020'``: of
         each Rec.2020 channel (pycvvdp's PU21-PSNR-RGB2020).
+    gamut
+        Primaries of the inputs: ``'rec709'`` or ``'rec2020'`` (:data:`GAMUTS`).
 
     Returns
     -------
@@ -123,7 +144,8 @@ def pu21_psnr(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
     33.895
     """
     test, reference = _pair(test, reference)
-    error = _pu21(test, nits_at_1, colour) - _pu21(reference, nits_at_1, colour)
+    error = (_pu21(test, nits_at_1, colour, gamut)
+             - _pu21(reference, nits_at_1, colour, gamut))
     return _psnr(error.square().mean(), _pu21_peak(peak_nits))
 
 
@@ -140,7 +162,8 @@ def _filter(planes: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return F.conv2d(planes, window.view(1, 1, 1, -1))
 
 
-def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.0) -> float:
+def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.0,
+              gamut: str = "rec709") -> float:
     """Return the SSIM of PU21-encoded luminance (a clip: the mean over its frames).
 
     SSIM as Wang et al. define it: an 11-tap Gaussian window (sigma 1.5) over the valid
@@ -155,6 +178,8 @@ def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
         Display luminance of scene-linear 1.0 in cd/m^2.
     peak_nits
         Luminance whose PU21 value is the dynamic range (100 nits: 256.38).
+    gamut
+        Primaries of the inputs (:data:`GAMUTS`): they set the luminance weights.
 
     Returns
     -------
@@ -175,8 +200,8 @@ def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
         raise ValueError(f"pu21_ssim needs images of at least {SSIM_WINDOW[0]} x "
                          f"{SSIM_WINDOW[0]} pixels, got {tuple(test.shape[1:3])}; use "
                          "pu21_psnr for smaller images")
-    x = _pu21(test, nits_at_1, "luminance").movedim(-1, 1)
-    y = _pu21(reference, nits_at_1, "luminance").movedim(-1, 1)
+    x = _pu21(test, nits_at_1, "luminance", gamut).movedim(-1, 1)
+    y = _pu21(reference, nits_at_1, "luminance", gamut).movedim(-1, 1)
     window = _gaussian_window(x)
     dynamic_range = _pu21_peak(peak_nits)
     c1 = (SSIM_WINDOW[2] * dynamic_range) ** 2
@@ -190,15 +215,16 @@ def pu21_ssim(test, reference, nits_at_1: float = 100.0, peak_nits: float = 100.
     return float(ssim_map.flatten(1).mean(1).mean())
 
 
-def _ictcp(rgb: torch.Tensor, nits_at_1: float) -> torch.Tensor:
-    return rgb2020_to_ictcp(convert_gamut(rgb, "rec709", "rec2020"), nits_at_1)
+def _ictcp(rgb: torch.Tensor, nits_at_1: float, gamut: str) -> torch.Tensor:
+    return rgb2020_to_ictcp(_rec2020(rgb, gamut), nits_at_1)
 
 
-def delta_e_itp_mean(test, reference, nits_at_1: float = 100.0) -> float:
-    """Return the mean Delta E ITP between two scene-linear Rec.709 images or clips.
+def delta_e_itp_mean(test, reference, nits_at_1: float = 100.0,
+                     gamut: str = "rec709") -> float:
+    """Return the mean Delta E ITP between two scene-linear images or clips.
 
-    Each pixel goes to Rec.2020 and ICtCp (BT.2100 PQ) with 1.0 at ``nits_at_1``; 1.0 is
-    about one just-noticeable difference.
+    Each pixel goes from ``gamut`` (:data:`GAMUTS`) to Rec.2020 and ICtCp (BT.2100 PQ)
+    with 1.0 at ``nits_at_1``; 1.0 is about one just-noticeable difference.
 
     References
     ----------
@@ -210,14 +236,16 @@ def delta_e_itp_mean(test, reference, nits_at_1: float = 100.0) -> float:
     """
     test, reference = _pair(test, reference)
     _check_nits(nits_at_1)
-    return float(delta_e_itp(_ictcp(test, nits_at_1), _ictcp(reference, nits_at_1)).mean())
+    return float(delta_e_itp(_ictcp(test, nits_at_1, gamut),
+                             _ictcp(reference, nits_at_1, gamut)).mean())
 
 
-def pq_psnr(test, reference, nits_at_1: float = 100.0) -> float:
+def pq_psnr(test, reference, nits_at_1: float = 100.0, gamut: str = "rec709") -> float:
     """Return the PSNR of Rec.2020 PQ code values (peak signal 1.0), in dB.
 
-    Scene-linear Rec.709 goes to Rec.2020 at ``nits_at_1`` nits per 1.0, is clipped to
-    0..10000 nits and PQ-encoded; the squared error is pooled over channels and frames.
+    Scene-linear ``gamut`` (:data:`GAMUTS`) goes to Rec.2020 at ``nits_at_1`` nits per
+    1.0, is clipped to 0..10000 nits and PQ-encoded (BT.2100 PQ code values, 0..1); the
+    squared error is pooled over channels and frames.
 
     References
     ----------
@@ -231,7 +259,7 @@ def pq_psnr(test, reference, nits_at_1: float = 100.0) -> float:
     _check_nits(nits_at_1)
 
     def code(rgb: torch.Tensor) -> torch.Tensor:
-        nits = convert_gamut(rgb, "rec709", "rec2020") * nits_at_1
+        nits = _rec2020(rgb, gamut) * nits_at_1
         return pq_inverse_eotf(nits.clamp(0.0, PU21.max_nits))
 
     return _psnr((code(test) - code(reference)).square().mean(), 1.0)
@@ -270,11 +298,12 @@ def cvvdp_jod(test, reference, nits_at_1: float = 100.0,
     return float(quality)
 
 
-def _frame_means(clip: torch.Tensor) -> torch.Tensor:
-    return luminance(clip).mean(dim=(1, 2))
+def _frame_means(clip: torch.Tensor, gamut: str) -> torch.Tensor:
+    _check_gamut(gamut)
+    return luminance(clip, gamut).mean(dim=(1, 2))
 
 
-def flicker(clip) -> float:
+def flicker(clip, gamut: str = "rec709") -> float:
     """Return the flicker of a clip: std of its per-frame mean luminance over their mean.
 
     The standard deviation is the population one (``ddof=0``); a steady clip gives 0.
@@ -283,14 +312,15 @@ def flicker(clip) -> float:
     >>> flicker(clip)
     0.5
     """
-    means = _frame_means(_rgb(clip, "clip"))
+    means = _frame_means(_rgb(clip, "clip"), gamut)
     mean = means.mean()
     if not mean > 0:
         raise ValueError("clip has a mean luminance <= 0; flicker is relative to it")
     return float(means.std(correction=0) / mean)
 
 
-def frame_to_frame_psnr(clip, nits_at_1: float = 100.0, peak_nits: float = 100.0) -> float:
+def frame_to_frame_psnr(clip, nits_at_1: float = 100.0, peak_nits: float = 100.0,
+                        gamut: str = "rec709") -> float:
     """Return the PU21-PSNR (luminance) between consecutive frames, pooled over the clip.
 
     The squared PU21 difference of every frame and the next is averaged over all pairs,
@@ -306,29 +336,33 @@ def frame_to_frame_psnr(clip, nits_at_1: float = 100.0, peak_nits: float = 100.0
     if frames.shape[0] < 2:
         raise ValueError(f"clip has {frames.shape[0]} frame; frame-to-frame PSNR needs 2 or "
                          "more frames [T, H, W, 3]")
-    encoded = _pu21(frames, nits_at_1, "luminance")
+    encoded = _pu21(frames, nits_at_1, "luminance", gamut)
     return _psnr((encoded[1:] - encoded[:-1]).square().mean(), _pu21_peak(peak_nits))
 
 
-def peak_luminance(image, nits_at_1: float = 100.0, percentile: float = 100.0) -> float:
-    """Return the peak luminance of an image or clip in nits (a percentile, max by default).
+def peak_luminance(image, nits_at_1: float = 100.0, percentile: float = 100.0,
+                   gamut: str = "rec709") -> float:
+    """Return the peak luminance of an image or clip in nits (a percentile, max by default),
+    with the luminance weights of ``gamut`` (:data:`GAMUTS`).
 
     >>> round(peak_luminance(np.array([[[0.18] * 3, [40.0] * 3]])), 6)
     4000.0
     """
     _check_nits(nits_at_1)
-    values = luminance(_rgb(image, "image")).flatten().cpu().numpy()
+    _check_gamut(gamut)
+    values = luminance(_rgb(image, "image"), gamut).flatten().cpu().numpy()
     return float(np.percentile(values, percentile)) * nits_at_1
 
 
 def dynamic_range_stops(image, nits_at_1: float = 100.0, low_percentile: float = 0.0,
                         high_percentile: float = 100.0,
-                        floor_nits: float = PU21.min_nits) -> float:
+                        floor_nits: float = PU21.min_nits, gamut: str = "rec709") -> float:
     """Return the dynamic range of an image or clip in stops: ``log2(bright / dark)``.
 
     Bright and dark are luminance percentiles (the maximum and the minimum by default;
     0.1 and 99.9 ignore stray pixels), both floored at ``floor_nits`` so black reads as a
-    finite range (PU21's darkest luminance, 0.005 nits, by default).
+    finite range (PU21's darkest luminance, 0.005 nits, by default). ``gamut``
+    (:data:`GAMUTS`) sets the luminance weights.
 
     >>> round(dynamic_range_stops(np.array([[[0.01] * 3, [0.18] * 3, [40.96] * 3]])), 6)
     12.0
@@ -336,14 +370,17 @@ def dynamic_range_stops(image, nits_at_1: float = 100.0, low_percentile: float =
     _check_nits(nits_at_1)
     if not floor_nits > 0:
         raise ValueError(f"floor_nits must be > 0, got {floor_nits}; use 0.005")
-    values = luminance(_rgb(image, "image")).flatten().cpu().numpy() * nits_at_1
+    _check_gamut(gamut)
+    values = luminance(_rgb(image, "image"), gamut).flatten().cpu().numpy() * nits_at_1
     dark, bright = np.maximum(np.percentile(values, [low_percentile, high_percentile]),
                               floor_nits)
     return float(np.log2(bright / dark))
 
 
-def hdr_metrics(test, reference, nits_at_1: float = 100.0, jod: bool = False) -> dict:
-    """Measure a prediction against its ground truth with every metric of this module.
+def hdr_metrics(test, reference, nits_at_1: float = 100.0, jod: bool = False,
+                gamut: str = "rec709") -> dict:
+    """Measure a prediction against its ground truth with every metric of this module,
+    both in ``gamut`` (:data:`GAMUTS`) with 1.0 at ``nits_at_1``.
 
     Returns
     -------
@@ -359,17 +396,23 @@ def hdr_metrics(test, reference, nits_at_1: float = 100.0, jod: bool = False) ->
     test, reference = _pair(test, reference)
     clip = test.shape[0] > 1
     small = min(test.shape[1:3]) < SSIM_WINDOW[0]
+    units = {"nits_at_1": nits_at_1, "gamut": gamut}
     results = {
-        "pu21_psnr": pu21_psnr(test, reference, nits_at_1),
-        "pu21_ssim": math.nan if small else pu21_ssim(test, reference, nits_at_1),
-        "delta_e_itp": delta_e_itp_mean(test, reference, nits_at_1),
-        "pq_psnr": pq_psnr(test, reference, nits_at_1),
+        "pu21_psnr": pu21_psnr(test, reference, **units),
+        "pu21_ssim": math.nan if small else pu21_ssim(test, reference, **units),
+        "delta_e_itp": delta_e_itp_mean(test, reference, **units),
+        "pq_psnr": pq_psnr(test, reference, **units),
     }
     for role, image in (("test", test), ("reference", reference)):
-        results[f"peak_nits_{role}"] = peak_luminance(image, nits_at_1)
-        results[f"dynamic_range_{role}"] = dynamic_range_stops(image, nits_at_1)
-        results[f"flicker_{role}"] = flicker(image) if clip else math.nan
-        results[f"f2f_psnr_{role}"] = frame_to_frame_psnr(image, nits_at_1) if clip else math.nan
+        results[f"peak_nits_{role}"] = peak_luminance(image, **units)
+        results[f"dynamic_range_{role}"] = dynamic_range_stops(image, **units)
+        results[f"flicker_{role}"] = flicker(image, gamut) if clip else math.nan
+        results[f"f2f_psnr_{role}"] = (frame_to_frame_psnr(image, **units) if clip
+                                       else math.nan)
     if jod:
-        results["jod"] = cvvdp_jod(test, reference, nits_at_1)
+        # ColorVideoVDP's display model takes linear BT.709 light (values outside the
+        # BT.709 gamut stay negative; its display model clips them as a monitor would)
+        results["jod"] = cvvdp_jod(*(x if gamut == "rec709"
+                                     else convert_gamut(x, gamut, "rec709")
+                                     for x in (test, reference)), nits_at_1)
     return results

@@ -10,6 +10,7 @@
     python -m comfyui_hdr.training embed-prompts --family wan --model DIR --data DIR --output F
     python -m comfyui_hdr.training caption --data DIR --captioner VLM_DIR
     python -m comfyui_hdr.training render-hdri-clips MAP.exr --output DIR --clips 4
+    python -m comfyui_hdr.training train-lumaflux --model DIR --siglip DIR --output DIR ...
     accelerate launch -m comfyui_hdr.training train-vae ...
 
 ``COMMAND --help`` describes each; a command's module is imported only when it runs.
@@ -36,6 +37,7 @@ COMMANDS = {
     "caption": ("caption", "write DiffHDR's caption.txt with a local vision-language model"),
     "render-hdri-clips": ("hdri_clips", "render camera pans through equirectangular HDR maps "
                           "as EXR clips"),
+    "train-lumaflux": ("lumaflux_cli", "train LumaFlux SDR->HDR adapters on a frozen Flux"),
 }
 
 

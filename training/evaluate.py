@@ -1,14 +1,21 @@
 """``evaluate``: measure HDR predictions against ground truth, write a CSV and a plot.
 
     python -m comfyui_hdr.training.evaluate --pred DIR --gt DIR --out DIR [--nits-at-1 100]
+    python -m comfyui_hdr.training evaluate --pred DIR --gt DIR --out DIR \
+        --gamut rec2020 --nits-at-1 203 [--encoding pq]      # LumaFlux's outputs
 
 Files in ``--pred`` and ``--gt`` pair by name: ``name.exr`` (one frame), ``name.npy``
 (``[H, W, 3]`` or a clip ``[T, H, W, 3]``) or a folder ``name/`` of EXR frames (a clip, in
 name order); a prediction and its ground truth may be stored differently. Both hold
-scene-linear Rec.709. Every pair is measured with :func:`comfyui_hdr.hdr.metrics.hdr_metrics`
-(the clip metrics only for clips), then ``metrics.csv`` (one row per pair and an
-``overall`` row of means) and ``metrics.png`` are written atomically to ``--out``, never
-over existing files unless ``--overwrite``, and a table is printed.
+linear light in ``--gamut`` (Rec.709, the pack's scene-linear, or BT.2020) with 1.0 shown
+at ``--nits-at-1`` nits, or, with ``--encoding pq``, BT.2100 PQ code values (0..1 =
+0..10,000 nits, decoded to that scale). Every pair is measured with
+:func:`comfyui_hdr.hdr.metrics.hdr_metrics` (the clip metrics only for clips), then
+``metrics.csv`` (one row per pair and an ``overall`` row of means) and ``metrics.png`` are
+written atomically to ``--out``, never over existing files unless ``--overwrite``, and a
+table is printed, the LumaFlux poster's columns first: PSNR of BT.2100 PQ code values of
+BT.2020 light (0..10,000 nits), mean Delta E ITP (ITU-R BT.2124), PU21-PSNR and PU21-SSIM
+(Mantiuk & Azimi 2021) and the HDR peak (max luminance, nits) of prediction and truth.
 """
 
 from __future__ import annotations
@@ -24,14 +31,19 @@ import numpy as np
 
 from ..hdr.atomic import atomic_path
 from ..hdr.exr import read_exr
-from ..hdr.metrics import hdr_metrics
+from ..hdr.metrics import GAMUTS, hdr_metrics
+from ..hdr.transfer import pq_decode
 
-__all__ = ["evaluate_folders", "format_table", "main", "write_csv", "write_plot"]
+__all__ = ["ENCODINGS", "TABLE", "evaluate_folders", "format_table", "main", "write_csv",
+           "write_plot"]
 
 PLOTTED = (("pu21_psnr", "PU21-PSNR (dB)"), ("pu21_ssim", "PU21-SSIM"),
            ("delta_e_itp", "mean Delta E ITP"), ("pq_psnr", "PQ-PSNR (dB)"))
-TABLE = ("pu21_psnr", "pu21_ssim", "delta_e_itp", "pq_psnr", "peak_nits_test",
+TABLE = ("pq_psnr", "delta_e_itp", "pu21_psnr", "pu21_ssim", "peak_nits_test",
          "peak_nits_reference", "f2f_psnr_test", "f2f_psnr_reference")
+"""The printed columns: the LumaFlux poster's (PSNR in PQ, Delta E ITP, PU21, HDR peak)
+first, then frame-to-frame PSNR for clips."""
+ENCODINGS = ("linear", "pq")
 
 
 def _entries(folder: Path, argument: str) -> dict[str, Path]:
@@ -50,8 +62,8 @@ def _entries(folder: Path, argument: str) -> dict[str, Path]:
     return entries
 
 
-def _load(path: Path) -> np.ndarray:
-    """A file or folder as float64 ``[T, H, W, 3]``."""
+def _load(path: Path, encoding: str, nits_at_1: float) -> np.ndarray:
+    """A file or folder as float64 linear ``[T, H, W, 3]`` (1.0 at ``nits_at_1``)."""
     if path.is_dir():
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".exr")
         pixels = np.stack([read_exr(frame).pixels[..., :3] for frame in frames])
@@ -63,12 +75,22 @@ def _load(path: Path) -> np.ndarray:
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(f"{path} has shape {pixels.shape}; expected RGB [H, W, 3] or "
                          "[T, H, W, 3]")
-    return pixels.astype(np.float64)
+    pixels = pixels.astype(np.float64)
+    if encoding == "linear":
+        return pixels
+    if not (np.isfinite(pixels).all() and pixels.min() >= 0 and pixels.max() <= 1):
+        raise ValueError(f"{path} holds values outside [0, 1] or NaN, so it is not PQ code "
+                         "values; drop --encoding pq for linear light")
+    return pq_decode(pixels, nits_at_1=nits_at_1)
 
 
 def evaluate_folders(pred: str | Path, gt: str | Path, nits_at_1: float = 100.0,
-                     jod: bool = False) -> list[dict]:
+                     jod: bool = False, gamut: str = "rec709",
+                     encoding: str = "linear") -> list[dict]:
     """Measure every prediction in ``pred`` against the same-named ground truth in ``gt``.
+
+    Both hold linear ``gamut`` light with 1.0 at ``nits_at_1`` nits (``encoding``
+    ``"linear"``) or BT.2100 PQ code values of it (``"pq"``).
 
     Returns one dict per pair (``name``, ``frames`` and the metrics) and a last ``overall``
     row holding each metric's mean over the pairs (NaNs left out).
@@ -80,14 +102,17 @@ def evaluate_folders(pred: str | Path, gt: str | Path, nits_at_1: float = 100.0,
                          "the same names")
     if not predictions:
         raise ValueError(f"--pred {pred} holds no .exr, .npy or EXR-folder entries")
+    if encoding not in ENCODINGS:
+        raise ValueError(f"--encoding is {encoding!r}; pick one of {', '.join(ENCODINGS)}")
     rows = []
     for name in sorted(predictions):
-        test, reference = _load(predictions[name]), _load(truths[name])
+        test, reference = (_load(entries[name], encoding, nits_at_1)
+                           for entries in (predictions, truths))
         if test.shape != reference.shape:
             raise ValueError(f"{name}: prediction {test.shape} and ground truth "
                              f"{reference.shape} differ in shape")
         rows.append({"name": name, "frames": test.shape[0]}
-                    | hdr_metrics(test, reference, nits_at_1, jod=jod))
+                    | hdr_metrics(test, reference, nits_at_1, jod=jod, gamut=gamut))
     overall: dict = {"name": "overall", "frames": sum(row["frames"] for row in rows)}
     for key in rows[0]:
         if key not in overall:
@@ -144,13 +169,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``evaluate`` CLI; return the exit code (0, or 2 on bad input)."""
     parser = argparse.ArgumentParser(
         prog="python -m comfyui_hdr.training evaluate",
-        description="Measure HDR predictions against ground truth (PU21-PSNR/SSIM, Delta E "
-                    "ITP, PQ-PSNR, peak, dynamic range, flicker, frame-to-frame PSNR).")
+        description="Measure HDR predictions against ground truth (PQ-PSNR, Delta E ITP, "
+                    "PU21-PSNR/SSIM, peak, dynamic range, flicker, frame-to-frame PSNR).")
     parser.add_argument("--pred", required=True, type=Path, help="folder of predictions")
     parser.add_argument("--gt", required=True, type=Path, help="folder of ground truth")
     parser.add_argument("--out", required=True, type=Path, help="folder for the CSV and PNG")
     parser.add_argument("--nits-at-1", type=float, default=100.0,
-                        help="display luminance of scene-linear 1.0 in cd/m^2 (default 100)")
+                        help="display luminance of linear 1.0 in cd/m^2 (default 100; 203 "
+                             "for LumaFlux outputs, ITU-R BT.2408 reference white)")
+    parser.add_argument("--gamut", choices=GAMUTS, default="rec709",
+                        help="primaries of both folders (default rec709; rec2020 for "
+                             "LumaFlux outputs)")
+    parser.add_argument("--encoding", choices=ENCODINGS, default="linear",
+                        help="linear light (default) or BT.2100 PQ code values in [0, 1]")
     parser.add_argument("--jod", action="store_true",
                         help="add ColorVideoVDP JOD (needs the cvvdp package; slow)")
     parser.add_argument("--overwrite", action="store_true",
@@ -162,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"{csv_path} or {plot_path} exists; pass --overwrite or pick "
                              "another --out")
         rows = evaluate_folders(arguments.pred, arguments.gt, arguments.nits_at_1,
-                                arguments.jod)
+                                arguments.jod, arguments.gamut, arguments.encoding)
         arguments.out.mkdir(parents=True, exist_ok=True)
         write_csv(rows, csv_path, arguments.overwrite)
         write_plot(rows, plot_path, arguments.overwrite)
@@ -170,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"evaluate: error: {error}", file=sys.stderr)
         return 2
     print(format_table(rows))
+    print(f"pq_psnr: BT.2100 PQ code values of BT.2020 light (0-10,000 nits), inputs "
+          f"{arguments.gamut} {arguments.encoding} with 1.0 = {arguments.nits_at_1:g} nits")
     print(f"wrote {csv_path} and {plot_path}")
     return 0
 

@@ -19,8 +19,6 @@ ComfyUI feeds the same arrangements: ``time_dim_concat`` for Wan, ``reference_la
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from ..hdr.models.checkpoint_dir import config_sha256
 from .common import check_safetensors_dir
 from .lora_export import FAMILIES
 
@@ -115,13 +114,6 @@ def load_model(path: str, part: str, argument: str,
         raise ValueError(f"{argument} {folder}: config.json names no diffusers class "
                          f"({config.get('_class_name')!r})")
     return model_class.from_pretrained(folder, torch_dtype=dtype).eval().requires_grad_(False)
-
-
-def config_sha256(model: torch.nn.Module) -> str:
-    """SHA-256 of a diffusers model's config (private ``_`` entries left out)."""
-    config = {key: value for key, value in dict(model.config).items()
-              if not key.startswith("_")}
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _pack(latent: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """A small standalone LumaFlux training loop: adapters + tone-field head on a frozen Flux.
 
-Not yet the ``train-lora --adapter lumaflux`` trainer (no data loader, latent cache,
-accelerate or resume): it fits one batch of SDR images to BT.2020 PQ targets, so the
-adapters, the hooks, the head and the poster's loss can be proven to train together.
+Not the ``train-lora`` machinery (no latent cache, accelerate or resume): :func:`fit`
+fits one batch of SDR images to BT.2020 PQ targets, so the adapters, the hooks, the head
+and the poster's loss can be proven to train together, and :func:`fit_batches` a batch
+per step, as ``train-lumaflux`` (:mod:`.lumaflux_cli`) runs it.
 The transformer reads the SDR image itself, ``patch x patch`` pixels per token (a
 pixel-space stand-in for the VAE latents the real trainer will use), and its output,
 unpacked back to pixels, is the per-pixel feature map the tone-field head reads its
@@ -18,6 +19,7 @@ Weight Decay Regularization (AdamW), ICLR; (2017) SGDR (cosine decay), ICLR.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -90,11 +92,15 @@ class LumaFluxPipeline:
     def __call__(self, sdr: torch.Tensor, siglip_tokens: torch.Tensor,
                  timestep: torch.Tensor) -> ToneFieldOutput:
         """SDR ``[B, H, W, 3]`` -> the head's HDR output, through the adapted Flux."""
-        _, height, width, _ = sdr.shape
+        batch, height, width, _ = sdr.shape
+        # a one-prompt conditioning (batch 1) serves any batch
+        prompt = self.prompt.expand(batch, -1, -1) if len(self.prompt) == 1 else self.prompt
+        pooled = (self.pooled_prompt.expand(batch, -1) if len(self.pooled_prompt) == 1
+                  else self.pooled_prompt)
         with self.adapters.conditioned(sdr, timestep, siglip_tokens):
             tokens = self.transformer(
                 hidden_states=pack_pixels(sdr, self.patch), timestep=timestep,
-                encoder_hidden_states=self.prompt, pooled_projections=self.pooled_prompt,
+                encoder_hidden_states=prompt, pooled_projections=pooled,
                 img_ids=image_ids(height, width, self.patch, sdr.device),
                 txt_ids=torch.zeros(self.prompt.shape[1], 3, device=sdr.device)).sample
         return self.head(sdr, unpack_pixels(tokens, height, width, self.patch))
@@ -102,7 +108,16 @@ class LumaFluxPipeline:
 
 def fit(pipeline: LumaFluxPipeline, sdr: torch.Tensor, siglip_tokens: torch.Tensor,
         target_pq: torch.Tensor, options: FitOptions = FitOptions()) -> list[float]:
-    """Train the adapters and head (the transformer stays frozen); return each step's loss."""
+    """Train the adapters and head on one batch (the transformer stays frozen); return
+    each step's loss."""
+    return fit_batches(pipeline, lambda step: (sdr, siglip_tokens, target_pq), options)
+
+
+def fit_batches(pipeline: LumaFluxPipeline,
+                batches: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+                options: FitOptions = FitOptions()) -> list[float]:
+    """Train the adapters and head on ``batches(step)`` = (SDR, SigLIP tokens, PQ target)
+    for each step; return each step's loss."""
     pipeline.transformer.requires_grad_(False)
     parameters = [*pipeline.adapters.parameters(), *pipeline.head.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate,
@@ -111,7 +126,8 @@ def fit(pipeline: LumaFluxPipeline, sdr: torch.Tensor, siglip_tokens: torch.Tens
         optimizer, lambda step: cosine_with_warmup(step, options.steps, options.warmup_steps))
     generator = torch.Generator().manual_seed(options.seed)
     losses = []
-    for _ in range(options.steps):
+    for step in range(options.steps):
+        sdr, siglip_tokens, target_pq = batches(step)
         timestep = torch.rand(sdr.shape[0], generator=generator).to(sdr.device)
         loss = lumaflux_loss(pipeline(sdr, siglip_tokens, timestep), target_pq).total
         if not torch.isfinite(loss):

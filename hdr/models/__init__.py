@@ -12,7 +12,9 @@
 - LumaFlux (SDR -> HDR on a frozen Flux): :mod:`.rqs` (monotone rational-quadratic
   splines), :mod:`.tone_field` (the per-pixel RQS head in BT.2020 Y'CbCr),
   :mod:`.lumaflux_parts` (PGA, PCM, TLAM, coupler, SigLIP), :mod:`.lumaflux` (their hooks
-  on a diffusers ``FluxTransformer2DModel``) and :mod:`.lumaflux_loss` (the poster's loss).
+  on a diffusers ``FluxTransformer2DModel``), :mod:`.lumaflux_loss` (the poster's loss)
+  and :mod:`.lumaflux_folder` (a trained adapter set saved and loaded as a folder);
+- :mod:`.checkpoint_dir`: the model-folder check and a base model's config hash;
 - :mod:`.gmodiff`: GMODiff's gain map (Eq. 1, exp2 and its mu-law training form) and its
   exposure-bracket inputs.
 """

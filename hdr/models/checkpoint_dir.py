@@ -1,7 +1,9 @@
-"""The one check every loader of a diffusers model folder runs before reading it."""
+"""The one check every loader of a diffusers model folder runs before reading it, and the
+config hash that identifies a base model (what adapters and LoRAs record they were trained on)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,3 +32,11 @@ def check_safetensors_dir(path: str | os.PathLike, argument: str = "path") -> di
                          "(pickles can run code): re-save it with save_pretrained(..., "
                          "safe_serialization=True)")
     return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+
+
+def config_sha256(model) -> str:
+    """SHA-256 of a diffusers model's config (private ``_`` entries left out): the identity
+    of a base model that adapters and LoRAs record, so they are not loaded into another."""
+    config = {key: value for key, value in dict(model.config).items()
+              if not key.startswith("_")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()

@@ -38,9 +38,14 @@ from .lumaflux_parts import (
 
 @dataclass(frozen=True)
 class LumaFluxSwitches:
-    """Which adapters run: the poster's ablation rows are combinations of these."""
+    """Which adapters run: the poster's ablation rows are combinations of these.
+
+    ``pga``: the value LoRA; ``gates``: PGA's physical gates on it (off: a plain LoRA);
+    ``spectral``: the FFT band-energy terms in the gates; ``pcm``: the perceptual FiLM;
+    ``coupler``: the block-output coupler."""
 
     pga: bool = True
+    gates: bool = True
     spectral: bool = True
     pcm: bool = True
     coupler: bool = True
@@ -87,7 +92,8 @@ class LumaFluxAdapters(torch.nn.Module):
         self.tlam = TimestepLayerModulation(len(blocks))
 
         def lora() -> GatedValueLoRA:
-            return GatedValueLoRA(dim, heads, head_dim, rank, switches.spectral)
+            return GatedValueLoRA(dim, heads, head_dim, rank, switches.spectral,
+                                  switches.gates)
 
         self.value_lora = torch.nn.ModuleList([lora() for _ in blocks])
         self.context_value_lora = torch.nn.ModuleList(

@@ -41,9 +41,12 @@ TLAM_SCALARS = ("pga_alpha", "pga_beta", "pcm_alpha", "pcm_beta", "spectral_gate
                 "coupler_lambda")
 """The poster's 6 scalars per (timestep, layer), in the order TLAM returns them."""
 
-TLAM_START = (1.0, 0.0, 1.0, 0.0, 0.0, 1.0)
-"""TLAM's initial output: alpha 1 and beta 0 (gates and FiLM read their projections
-unscaled), spectral-gate logit 0 (sigmoid 0.5), coupler lambda 1."""
+TLAM_START = (1.0, 0.0, 1.0, 1.0, 0.0, 1.0)
+"""TLAM's initial output: PGA's alpha 1 and beta 0 (the gates' logits unscaled and
+unshifted: gates 0.5), PCM's alpha and beta 1 (the FiLM reads its zero-initialised
+projections unscaled; a beta of 0 would be a saddle where ``zeta = beta W_zeta c`` and
+both of its factors get zero gradient, so the FiLM shift never trained), spectral-gate
+logit 0 (sigmoid 0.5), coupler lambda 1."""
 
 _SATURATION_EPS = 1e-6  # HSV saturation (max - min) / max is undefined at black
 
@@ -113,13 +116,15 @@ class GatedValueLoRA(torch.nn.Module):
     The gates are ``sigmoid(alpha * W_g T_phys + beta)`` per head, alpha and beta from
     TLAM; with spectral gating the band-energy features enter ``W_g`` scaled by TLAM's
     ``sigmoid(spectral_gate)``, without it they are left out. ``B`` starts at zero (LoRA's
-    init), so the delta starts at exactly zero.
+    init), so the delta starts at exactly zero. With ``gated=False`` the gates are left
+    out: a plain LoRA of the value projection (the poster's "plain LoRA r8" row).
     """
 
     def __init__(self, in_features: int, heads: int, head_dim: int, rank: int = 8,
-                 spectral: bool = True):
+                 spectral: bool = True, gated: bool = True):
         super().__init__()
         self.heads, self.head_dim, self.spectral = heads, head_dim, spectral
+        self.gated = gated
         self.down = torch.nn.Linear(in_features, rank, bias=False)
         self.up = torch.nn.Linear(rank, heads * head_dim, bias=False)
         torch.nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))  # peft's LoRA A
@@ -137,6 +142,8 @@ class GatedValueLoRA(torch.nn.Module):
                 ) -> torch.Tensor:
         """The value delta for tokens ``x`` ``[B, N, in_features]``."""
         delta = self.up(self.down(x.to(self.down.weight.dtype)))
+        if not self.gated:
+            return delta.to(x.dtype)
         gates = self.gates(physical, scalars).to(delta.dtype)
         delta = delta.unflatten(-1, (self.heads, self.head_dim)) * gates[:, None, :, None]
         return delta.flatten(-2).to(x.dtype)

@@ -44,6 +44,12 @@ class _BT2020YCbCr:
 
 BT2020_YCBCR = _BT2020YCbCr()
 
+TONE_CURVES = ("monotone", "linear")
+"""The tone-field head's curve per pixel and channel: ``monotone``, the RQS of
+:mod:`.rqs` (the poster's "RQS monotone" row); ``linear``, an affine ``(1 + a) x + b``
+with ``a``, ``b`` unconstrained (our reading of the poster's "RQS linear" ablation row:
+the same head without the spline's monotone shape)."""
+
 SDR_WHITE_NITS = 203.0
 """ITU-R BT.2408-7, section 5.1: HDR reference white (and SDR white placed in PQ) = 203 nits."""
 
@@ -154,15 +160,20 @@ class ToneFieldHead(torch.nn.Module):
         Channels of the per-pixel features (last axis) the spline parameters are read from.
     knots
         Knots per spline (poster: 8).
+    curve
+        ``'monotone'`` (the RQS) or ``'linear'`` (an affine map), :data:`TONE_CURVES`.
 
     The projection starts at zero, so the head is exactly the BT.2408 placement of the SDR
     input until it is trained.
     """
 
-    def __init__(self, feature_channels: int, knots: int = KNOTS):
+    def __init__(self, feature_channels: int, knots: int = KNOTS, curve: str = "monotone"):
         super().__init__()
-        self.knots = knots
-        self.projection = torch.nn.Linear(feature_channels, 3 * (3 * knots - 2))
+        if curve not in TONE_CURVES:
+            raise ValueError(f"curve is {curve!r}; pick one of {', '.join(TONE_CURVES)}")
+        self.knots, self.curve = knots, curve
+        per_curve = 3 * knots - 2 if curve == "monotone" else 2
+        self.projection = torch.nn.Linear(feature_channels, 3 * per_curve)
         torch.nn.init.zeros_(self.projection.weight)
         torch.nn.init.zeros_(self.projection.bias)
 
@@ -171,10 +182,16 @@ class ToneFieldHead(torch.nn.Module):
         ``features`` (``[..., feature_channels]``) select, pixel by pixel."""
         ycbcr = sdr_to_pq_ycbcr(sdr)
         parameters = self.projection(features.to(self.projection.weight.dtype))
-        parameters = parameters.unflatten(-1, (3, 3 * self.knots - 2)).to(ycbcr.dtype)
+        parameters = parameters.unflatten(-1, (3, -1)).to(ycbcr.dtype)
         chroma_shift = torch.tensor([0.0, 0.5, 0.5], dtype=ycbcr.dtype, device=ycbcr.device)
-        curved = rational_quadratic_spline(ycbcr + chroma_shift, parameters, self.knots)
+        if self.curve == "monotone":
+            curved = rational_quadratic_spline(ycbcr + chroma_shift, parameters, self.knots)
+            derivatives = spline_knots(parameters, self.knots)[2]
+        else:  # the slope is the derivative everywhere: L_spline is 0
+            slope = 1 + parameters[..., 0]
+            curved = (ycbcr + chroma_shift) * slope + parameters[..., 1]
+            derivatives = slope[..., None].expand(*slope.shape, self.knots)
         mapped = curved - chroma_shift
         pq_rgb = ycbcr2020_to_rgb(mapped)
         return ToneFieldOutput(mapped, pq_rgb, pq_decode(pq_rgb, nits_at_1=SDR_WHITE_NITS),
-                               spline_knots(parameters, self.knots)[2])
+                               derivatives)

@@ -23,6 +23,7 @@ from comfyui_hdr.hdr.models import (
     hdr_vae,
     latent_stats,
     lumaflux,
+    lumaflux_folder,
     lumaflux_loss,
     lumaflux_parts,
     precision,
@@ -174,6 +175,8 @@ RECIPES = {
     "models.gmodiff.gmodiff_bracket_inputs": lambda d, t: call(
         gmodiff.gmodiff_bracket_inputs, [codes(d, (8, 8, 3)), codes(d, (8, 8, 3), seed=3)],
         [0.0, 2.0]),
+    "models.checkpoint_dir.config_sha256": lambda d, t: expect(
+        call(checkpoint_dir.config_sha256, _tiny_flux(d)), half="none"),
     "models.checkpoint_dir.check_safetensors_dir": lambda d, t: expect(
         call(checkpoint_dir.check_safetensors_dir, _saved_vae(t / "vae")), half="none"),
     "models.hdr_vae.SceneLinearNormalisation": lambda d, t: expect(
@@ -365,4 +368,26 @@ RECIPES.update({
         half="none"),
     "models.lumaflux.LumaFluxAdapters": lambda d, t: expect(
         call(_flux_with_adapters, *_lumaflux_case(d)), half="none"),
+    "models.lumaflux_folder.save_lumaflux": lambda d, t: expect(
+        call(lumaflux_folder.save_lumaflux, t / "lumaflux_saved", *_adapter_set_case(d),
+             overwrite=True), half="none"),
+    "models.lumaflux_folder.load_lumaflux": lambda d, t: expect(
+        call(lumaflux_folder.load_lumaflux, _saved_lumaflux(t / "lumaflux"), _tiny_flux(d),
+             _tiny_siglip(d)), half="none"),
 })
+
+
+def _adapter_set_case(device):
+    """A tiny Flux and an adapter set with every weight off its identity, on ``device``."""
+    flux = _tiny_flux(device)
+    adapter_set = lumaflux_folder.LumaFluxAdapterSet(
+        _moved(lumaflux.LumaFluxAdapters(flux, 16)).to(device),
+        _moved(tone_field.ToneFieldHead(16)).to(device), _tokens(device, (1, 4, 32), 27),
+        _tokens(device, (1, 32), 28), patch=2)
+    return flux, adapter_set
+
+
+@functools.cache
+def _saved_lumaflux(folder) -> str:
+    lumaflux_folder.save_lumaflux(folder, *_adapter_set_case("cpu"))
+    return folder

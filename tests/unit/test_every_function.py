@@ -46,6 +46,7 @@ DATA_TYPES = {
     "jpeg_markers.FrameHeader", "ultrahdr_container.UltraHDRContainer",
     "exr.UnreadableExrError", "models.tone_field.ToneFieldOutput",
     "models.lumaflux.LumaFluxSwitches", "models.lumaflux_loss.LumaFluxLoss",
+    "models.lumaflux_folder.LumaFluxAdapterSet",
     "camera_path.CameraPath",
 }
 

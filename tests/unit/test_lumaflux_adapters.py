@@ -201,3 +201,18 @@ def test_gradient_checkpointing_gives_the_same_adapter_gradients():
     assert gradients[0].abs().max() > 0
     # the same float32 operations recomputed: equal up to summation order (1e-6 relative)
     assert torch.allclose(gradients[1], gradients[0], rtol=1e-5, atol=1e-8)
+
+
+def test_ungated_value_lora_is_a_plain_lora_whatever_the_physical_features():
+    torch.manual_seed(30)
+    lora = parts.GatedValueLoRA(32, 2, 16, rank=8, gated=False)
+    torch.nn.init.normal_(lora.up.weight)
+    generator = torch.Generator().manual_seed(31)
+    x = torch.randn(2, 5, 32, generator=generator)
+    scalars = torch.randn(2, 6, generator=generator)
+    plain = x @ lora.down.weight.T @ lora.up.weight.T  # Hu et al. (2022): x A^T B^T
+    for physical in (torch.zeros(2, 6), torch.rand(2, 6, generator=generator)):
+        torch.testing.assert_close(lora(x, physical, scalars), plain, rtol=0, atol=1e-6)
+    gated = parts.GatedValueLoRA(32, 2, 16, rank=8)
+    gated.load_state_dict(lora.state_dict())
+    assert not torch.allclose(gated(x, torch.rand(2, 6, generator=generator), scalars), plain)

@@ -150,3 +150,22 @@ def test_sdr_outside_0_1_or_nan_is_refused_naming_the_input_and_the_fix(bad, mes
     sdr[0, 0, 0, 1] = bad  # keeps 0 and 1 at the ends
     with pytest.raises(ValueError, match=message):
         tone_field.ToneFieldHead(4)(sdr, torch.zeros(1, 2, 2, 4))
+
+
+def test_linear_tone_field_starts_at_the_same_identity_and_is_the_affine_map():
+    sdr = torch.rand(1, 4, 4, 3, generator=torch.Generator().manual_seed(40))
+    features = torch.randn(1, 4, 4, 2, generator=torch.Generator().manual_seed(41))
+    linear = tone_field.ToneFieldHead(2, curve="linear")
+    monotone = tone_field.ToneFieldHead(2)
+    assert torch.equal(linear(sdr, features).ycbcr, monotone(sdr, features).ycbcr)
+    torch.manual_seed(42)
+    torch.nn.init.normal_(linear.projection.weight, std=0.1)
+    output = linear(sdr, features)
+    a, b = linear.projection(features).unflatten(-1, (3, 2)).unbind(-1)
+    shift = torch.tensor([0.0, 0.5, 0.5])
+    expected = (tone_field.sdr_to_pq_ycbcr(sdr) + shift) * (1 + a) + b - shift
+    torch.testing.assert_close(output.ycbcr, expected, rtol=0, atol=1e-6)
+    # the slope is the derivative at every knot: the spline term of the loss is 0
+    assert torch.equal(output.derivatives, (1 + a)[..., None].expand(1, 4, 4, 3, 8))
+    with pytest.raises(ValueError, match="curve is 'cubic'; pick one of monotone, linear"):
+        tone_field.ToneFieldHead(2, curve="cubic")

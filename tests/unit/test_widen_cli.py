@@ -225,7 +225,8 @@ def test_bad_inputs_exit_with_code_2_and_name_the_fix(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["train-vae", "latent-stats", "widen", "evaluate",
                                      "train-lora", "train-dit", "transform-analysis",
-                                     "embed-prompts", "caption", "render-hdri-clips"])
+                                     "embed-prompts", "caption", "render-hdri-clips",
+                                     "train-lumaflux"])
 def test_every_training_command_prints_a_usage_line_that_runs_as_typed(command, capsys):
     from comfyui_hdr.training.__main__ import COMMANDS
 
